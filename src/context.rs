@@ -1,0 +1,205 @@
+//! [`Context`]: a DataFusion `SessionContext` with Tessera registered, plus a typed Rust API.
+
+use crate::dataset::{self, Dataset, DatasetSpec};
+use crate::error::{Error, Result};
+use crate::export::provenance_options;
+use crate::geometry::Roi;
+use crate::scan::{MaskRegistry, RoiMaskFunction, TileTable};
+use crate::udf::{NavIndexRewrite, Results, Udf, aggregate, builtin};
+use arrow::array::AsArray;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{ScalarUDF, col, lit};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Registers Tessera into an existing `SessionContext`: the built-in UDFs, `roi_mask`, and the
+/// rewrite that passes `nav_index` to UDF calls. Returns the registry that `roi_mask` reads.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tessera::Result<()> {
+/// use datafusion::prelude::SessionContext;
+/// use tessera::dataset::{open, DatasetSpec};
+/// let mut ctx = SessionContext::new();
+/// tessera::register(&mut ctx)?;
+/// let ds = open(&DatasetSpec::parse("synthetic,nav=4x4,sig=8x8,dtype=uint16")?)?;
+/// ctx.register_table("scan", std::sync::Arc::new(tessera::scan::TileTable::new("scan", ds)))?;
+/// let rows = ctx.sql("SELECT udf_sum_sig(tile) FROM scan").await?.collect().await?;
+/// assert_eq!(rows[0].num_rows(), 1);
+/// # Ok(()) }
+/// ```
+pub fn register(ctx: &mut SessionContext) -> Result<MaskRegistry> {
+    for udaf in builtin::all() {
+        ctx.register_udaf(Arc::new(udaf))?;
+    }
+    let masks = MaskRegistry::default();
+    ctx.register_udf(Arc::new(ScalarUDF::from(RoiMaskFunction::new(masks.clone()))))?;
+    ctx.register_function_rewrite(Arc::new(NavIndexRewrite))?;
+    Ok(masks)
+}
+
+/// The configuration Tessera uses by default: one partition per core, Parquet metadata kept.
+pub fn default_config() -> SessionConfig {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.skip_metadata = false;
+    config
+}
+
+/// Tessera's entry point: datasets as tables, SQL, and the typed Rust API.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tessera::Result<()> {
+/// use tessera::{Context, dataset::DatasetSpec, udf::builtin::SumSig};
+/// let ctx = Context::new()?;
+/// ctx.register_spec("scan", DatasetSpec::parse("synthetic,nav=8x8,sig=16x16,dtype=uint16")?)?;
+/// // SQL
+/// let df = ctx.sql("SELECT udf_sum(tile) FROM scan WHERE nav_y BETWEEN 2 AND 5").await?;
+/// assert_eq!(df.collect().await?[0].num_rows(), 1);
+/// // Rust, no SQL
+/// let res = ctx.run_udf("scan", SumSig, None).await?;
+/// assert_eq!(res.buffer("intensity")?.shape(), &[8, 8]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    ctx: SessionContext,
+    masks: MaskRegistry,
+    specs: Arc<RwLock<BTreeMap<String, DatasetSpec>>>,
+    batch_bytes: usize,
+    temp: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("tables", &self.specs.read().map(|s| s.len()).unwrap_or(0)).finish()
+    }
+}
+
+impl Context {
+    /// A context with the default configuration.
+    pub fn new() -> Result<Self> {
+        Self::with_config(default_config())
+    }
+
+    /// A context with a DataFusion configuration (e.g. `target_partitions`).
+    pub fn with_config(config: SessionConfig) -> Result<Self> {
+        let mut ctx = SessionContext::new_with_config(config);
+        let masks = register(&mut ctx)?;
+        Ok(Context {
+            ctx,
+            masks,
+            specs: Default::default(),
+            batch_bytes: crate::scan::DEFAULT_BATCH_BYTES,
+            temp: Default::default(),
+        })
+    }
+
+    /// Sets the size of the frame stacks the scans produce (default 2 MiB).
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
+    }
+
+    /// The underlying DataFusion session.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Opens a dataset from its spec (relative paths become absolute) and registers it as `name`.
+    pub fn register_spec(&self, name: &str, mut spec: DatasetSpec) -> Result<Arc<dyn Dataset>> {
+        spec.absolutize()?;
+        let ds = dataset::open(&spec)?;
+        self.register_dataset(name, ds.clone())?;
+        Ok(ds)
+    }
+
+    /// Registers `NAME=SPEC` (the CLI's `--table` syntax).
+    pub fn register_table_arg(&self, arg: &str) -> Result<Arc<dyn Dataset>> {
+        let (name, spec) = arg
+            .split_once('=')
+            .ok_or_else(|| Error::Spec(format!("'{arg}': expected NAME=SPEC, e.g. scan=/data/x.npy")))?;
+        if name.is_empty() {
+            return Err(Error::Spec(format!("'{arg}': the table name is empty")));
+        }
+        self.register_spec(name, DatasetSpec::parse(spec)?)
+    }
+
+    /// Registers an opened dataset as table `name` (replacing a table of that name).
+    pub fn register_dataset(&self, name: &str, ds: Arc<dyn Dataset>) -> Result<()> {
+        let spec = ds.spec().clone();
+        let table = TileTable::new(name, ds).with_batch_bytes(self.batch_bytes);
+        self.ctx.deregister_table(name)?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        self.specs.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), spec);
+        Ok(())
+    }
+
+    /// Registers a boolean nav mask for `roi_mask('name', nav_index)`.
+    pub fn register_mask(&self, name: &str, mask: Roi) {
+        self.masks.insert(name, mask);
+    }
+
+    /// Registers a mask from an .npy file of bool or integer values (non-zero = selected).
+    pub fn register_mask_npy(&self, name: &str, path: &str) -> Result<()> {
+        let h = dataset::formats::npy::NpyHeader::read(path)?;
+        if h.dtype.size() != 1 {
+            return Err(Error::format(path, format!("a mask .npy must hold bool or uint8 values, not {}", h.dtype)));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let n: usize = h.shape.iter().product();
+        let data = bytes
+            .get(h.data_offset as usize..h.data_offset as usize + n)
+            .ok_or_else(|| Error::format(path, format!("truncated: expected {n} mask values")))?;
+        self.register_mask(name, Roi::from_bools(data.iter().map(|&b| b != 0)));
+        Ok(())
+    }
+
+    /// The specs of the registered datasets.
+    pub fn specs(&self) -> BTreeMap<String, DatasetSpec> {
+        self.specs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs SQL. A `COPY ... TO '*.parquet'` records provenance (the query, the datasets' specs,
+    /// Tessera's version) in the Parquet file's key-value metadata.
+    pub async fn sql(&self, query: &str) -> Result<DataFrame> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut statement = state.sql_to_statement(query, &dialect)?;
+        if let Statement::CopyTo(copy) = &mut statement {
+            let tables: Vec<String> = state
+                .resolve_table_references(&Statement::CopyTo(copy.clone()))?
+                .iter()
+                .map(|t| t.table().to_string())
+                .collect();
+            let specs = self.specs();
+            let used: BTreeMap<&String, &DatasetSpec> = specs.iter().filter(|(k, _)| tables.contains(k)).collect();
+            copy.options.extend(provenance_options(copy, query, &used));
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Runs `udf` over table `table` (optionally restricted to `roi`) and returns its results as
+    /// typed arrays — no SQL needed.
+    pub async fn run_udf<U: Udf>(&self, table: &str, udf: U, roi: Option<&Roi>) -> Result<Results> {
+        let udaf = aggregate(udf);
+        let mut df = self.ctx.table(table).await?;
+        let mask_name;
+        if let Some(roi) = roi {
+            mask_name = format!("__run_udf_{}", self.temp.fetch_add(1, Ordering::Relaxed));
+            self.masks.insert(&mask_name, roi.clone());
+            let f = self.ctx.udf("roi_mask")?;
+            df = df.filter(f.call(vec![lit(mask_name.clone()), col("nav_index")]))?;
+        }
+        let df = df.aggregate(vec![], vec![udaf.call(vec![col("tile"), col("nav_index")]).alias("result")])?;
+        let batches = df.collect().await?;
+        let batch = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::Shape("the UDF returned no row".into()))?;
+        Results::from_struct(batch.column(0).as_struct(), 0)
+    }
+}

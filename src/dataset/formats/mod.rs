@@ -1,0 +1,28 @@
+//! One file per format.
+
+pub mod memory;
+pub mod npy;
+pub mod raw;
+pub mod synthetic;
+
+use super::{DatasetSpec, Geometry};
+use crate::error::{Error, Result};
+use crate::geometry::Shape;
+
+/// Applies a `nav=` reinterpretation to `geometry`: the new nav shape must hold the same number
+/// of frames (unless `sync_offset` pads or drops frames).
+pub(crate) fn reinterpret_nav(spec: &DatasetSpec, mut geometry: Geometry, path: &str) -> Result<Geometry> {
+    if let Some(nav) = spec.get("nav") {
+        let nav = Shape::parse(nav)?;
+        if nav.size() != geometry.nav.size() && spec.get("sync_offset").is_none() {
+            return Err(Error::Shape(format!(
+                "{path}: nav={nav} has {} frames but the file holds {} frames ({})",
+                nav.size(),
+                geometry.nav.size(),
+                geometry.nav
+            )));
+        }
+        geometry.nav = nav;
+    }
+    Ok(geometry)
+}

@@ -1,0 +1,154 @@
+//! The region of interest: a bitmask over the nav grid.
+
+/// Which frames of the nav grid a query selects (one bit per frame, flat C-order nav index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roi {
+    bits: Vec<u64>,
+    len: usize,
+    count: usize,
+}
+
+impl Roi {
+    /// Every frame selected.
+    pub fn all(len: usize) -> Self {
+        let mut bits = vec![u64::MAX; len.div_ceil(64)];
+        if len % 64 != 0 {
+            if let Some(last) = bits.last_mut() {
+                *last = (1u64 << (len % 64)) - 1;
+            }
+        }
+        Roi { bits, len, count: len }
+    }
+    /// No frame selected.
+    pub fn none(len: usize) -> Self {
+        Roi { bits: vec![0; len.div_ceil(64)], len, count: 0 }
+    }
+    /// From one bool per frame.
+    pub fn from_bools(mask: impl IntoIterator<Item = bool>) -> Self {
+        let mut roi = Roi::none(0);
+        for (i, b) in mask.into_iter().enumerate() {
+            if i % 64 == 0 {
+                roi.bits.push(0);
+            }
+            if b {
+                roi.bits[i / 64] |= 1 << (i % 64);
+                roi.count += 1;
+            }
+            roi.len = i + 1;
+        }
+        roi
+    }
+    /// Selects or deselects frame `i`.
+    pub fn set(&mut self, i: usize, value: bool) {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let was = self.bits[w] & b != 0;
+        if value && !was {
+            self.bits[w] |= b;
+            self.count += 1;
+        } else if !value && was {
+            self.bits[w] &= !b;
+            self.count -= 1;
+        }
+    }
+    /// Whether frame `i` is selected.
+    pub fn get(&self, i: usize) -> bool {
+        i < self.len && self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+    /// Number of frames in the nav grid.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the nav grid is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Number of selected frames.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+    /// Intersection with another ROI of the same length.
+    pub fn and(&mut self, other: &Roi) {
+        for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            *a &= b;
+        }
+        self.count = self.bits.iter().map(|w| w.count_ones() as usize).sum();
+    }
+    /// Runs `(start, len)` of consecutive selected frames, in order.
+    pub fn runs(&self) -> Vec<(usize, usize)> {
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < self.len {
+            let w = self.bits[i / 64] >> (i % 64);
+            if w == 0 {
+                i = (i / 64 + 1) * 64;
+                continue;
+            }
+            i += w.trailing_zeros() as usize;
+            let start = i;
+            while i < self.len && self.get(i) {
+                i += 1;
+            }
+            runs.push((start, i - start));
+        }
+        runs
+    }
+    /// Splits the selected frames into `n` parts of (nearly) equal frame count; each part is a list of
+    /// runs. Parts may be empty when fewer frames than parts are selected.
+    pub fn split(&self, n: usize) -> Vec<Vec<(usize, usize)>> {
+        let n = n.max(1);
+        let mut parts: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        let total = self.count;
+        let mut part = 0;
+        let mut taken = 0; // selected frames assigned so far
+        for (mut start, mut len) in self.runs() {
+            while len > 0 {
+                // part p holds selected frames [p*total/n, (p+1)*total/n)
+                let end = (part + 1) * total / n;
+                let room = end - taken;
+                if room == 0 {
+                    part += 1;
+                    continue;
+                }
+                let k = room.min(len);
+                parts[part].push((start, k));
+                start += k;
+                len -= k;
+                taken += k;
+            }
+        }
+        parts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_split() {
+        let roi = Roi::from_bools((0..200).map(|i| !(50..120).contains(&i) && i % 7 != 3));
+        let runs = roi.runs();
+        let n: usize = runs.iter().map(|r| r.1).sum();
+        assert_eq!(n, roi.count());
+        for parts in 1..6 {
+            let split = roi.split(parts);
+            let sizes: Vec<usize> = split.iter().map(|p| p.iter().map(|r| r.1).sum()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), roi.count());
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            let flat: Vec<usize> = split.iter().flatten().flat_map(|&(s, l)| s..s + l).collect();
+            let expect: Vec<usize> = (0..200).filter(|&i| roi.get(i)).collect();
+            assert_eq!(flat, expect);
+        }
+    }
+
+    #[test]
+    fn all_and_set() {
+        let mut r = Roi::all(65);
+        assert_eq!(r.count(), 65);
+        r.set(64, false);
+        r.set(64, false);
+        assert_eq!(r.count(), 64);
+        assert_eq!(r.runs(), vec![(0, 64)]);
+        assert_eq!(Roi::none(10).split(3), vec![vec![], vec![], vec![]]);
+    }
+}

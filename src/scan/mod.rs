@@ -1,0 +1,148 @@
+//! The dataset as a DataFusion table: [`TileTable`] (a `TableProvider`) and [`TileScanExec`].
+//!
+//! Schema: `nav_index Int64`, one `Int64` column per nav axis (`nav_y, nav_x` for a 2-D scan,
+//! `nav_0..` otherwise), `tile` — the frame as an `arrow.fixed_shape_tensor` of the sig shape in the
+//! native dtype, with the geometry in its field metadata. Every predicate that references only nav
+//! columns is an exact filter pushdown: it becomes a [`Roi`](crate::geometry::Roi) and only the
+//! selected frames are read.
+
+mod exec;
+mod roi;
+
+pub use exec::{TileScanExec, metric};
+pub use roi::{MaskRegistry, RoiMaskFunction, evaluate_roi, nav_schema};
+
+use crate::dataset::Dataset;
+use crate::tensor::tile_field;
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use std::sync::Arc;
+
+/// Default size of one frame-stack batch.
+pub const DEFAULT_BATCH_BYTES: usize = 2 << 20;
+
+/// A dataset registered as a table.
+#[derive(Debug)]
+pub struct TileTable {
+    name: String,
+    dataset: Arc<dyn Dataset>,
+    schema: SchemaRef,
+    batch_bytes: usize,
+}
+
+impl TileTable {
+    /// A table over `dataset` named `name` (the name is recorded in the tile metadata).
+    pub fn new(name: &str, dataset: Arc<dyn Dataset>) -> Self {
+        let g = dataset.geometry();
+        let nav = nav_schema(&g.nav);
+        let mut fields: Vec<_> = nav.fields().iter().cloned().collect();
+        fields.push(Arc::new(tile_field(g, name)));
+        TileTable {
+            name: name.to_string(),
+            schema: Arc::new(Schema::new(fields)),
+            dataset,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+        }
+    }
+    /// Sets the target size of one batch (frame stack) in bytes.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+    /// The dataset.
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.dataset
+    }
+    /// The table name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[async_trait]
+impl TableProvider for TileTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        let nav = &self.dataset.geometry().nav;
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if roi::is_nav_only(f, nav) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let g = self.dataset.geometry();
+        let roi = evaluate_roi(state, &g.nav, filters)?;
+        let roi_text = match filters {
+            [] => None,
+            [one] => Some(one.to_string()),
+            many => Some(many.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" AND ")),
+        };
+        let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let partitions = state.config().target_partitions().max(1);
+        let batch_frames = (self.batch_bytes / g.frame_bytes().max(1)).max(1);
+        Ok(Arc::new(TileScanExec::new(
+            self.name.clone(),
+            self.dataset.clone(),
+            self.schema.clone(),
+            projection,
+            roi,
+            roi_text,
+            partitions,
+            batch_frames,
+            limit,
+        )))
+    }
+}
+
+/// Sums the scan metrics (`bytes_read`, `frames_read`) of every [`TileScanExec`] in a plan.
+pub fn scan_metrics(plan: &Arc<dyn ExecutionPlan>) -> ScanMetrics {
+    let mut m = ScanMetrics::default();
+    collect_metrics(plan, &mut m);
+    m
+}
+
+fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, m: &mut ScanMetrics) {
+    if plan.name() == "TileScanExec" {
+        if let Some(set) = plan.metrics() {
+            m.bytes_read += set.sum_by_name(metric::BYTES_READ).map_or(0, |v| v.as_usize());
+            m.frames_read += set.sum_by_name(metric::FRAMES_READ).map_or(0, |v| v.as_usize());
+            m.scans += 1;
+        }
+    }
+    for child in plan.children() {
+        collect_metrics(child, m);
+    }
+}
+
+/// What the scans of an executed plan read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanMetrics {
+    /// Bytes of frame data read.
+    pub bytes_read: usize,
+    /// Frames read.
+    pub frames_read: usize,
+    /// Number of scans in the plan.
+    pub scans: usize,
+}

@@ -1,0 +1,554 @@
+//! The one generic adapter: any [`Udf`] becomes a DataFusion [`AggregateUDF`].
+//!
+//! Partial state (per DataFusion partition) is compact: the nav indices the partition saw, the nav
+//! buffers' values for those frames only, and the sig/single buffers — never a full nav grid. The
+//! final step scatters nav values into the full grid and merges the rest with [`Udf::merge`].
+
+use super::buffers::{BufferDecl, Kind, Views};
+use super::{Meta, Method, Tile, Udf};
+use crate::dataset::{DType, Pixel};
+use crate::tensor::{one_tensor, tensor_field, tile_geometry};
+use crate::with_pixel_type;
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt8Array};
+use arrow::compute::{cast, filter, is_not_null};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, TypeSignature, Volatility,
+};
+use datafusion::logical_expr::expr::AggregateFunctionParams;
+use std::sync::Arc;
+
+/// Name of the nav mask field in every result struct that has nav buffers.
+pub const VALID: &str = "valid";
+
+/// A type-erased UDF, so that one non-generic aggregate type serves every UDF (and can be recognised
+/// by downcasting).
+trait ErasedUdf: Send + Sync + std::fmt::Debug {
+    fn buffers(&self, meta: &Meta) -> crate::Result<super::Buffers>;
+    fn accumulator(&self, meta: Meta, decls: Vec<BufferDecl>) -> Box<dyn Accumulator>;
+    fn key(&self) -> String;
+}
+
+impl<U: Udf> ErasedUdf for U {
+    fn buffers(&self, meta: &Meta) -> crate::Result<super::Buffers> {
+        Udf::buffers(self, meta)
+    }
+    fn accumulator(&self, meta: Meta, decls: Vec<BufferDecl>) -> Box<dyn Accumulator> {
+        Box::new(UdfAccumulator::new(self.clone(), meta, decls))
+    }
+    fn key(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// A [`Udf`] as a DataFusion aggregate function. Called as `name(tile)`; the planner adds the
+/// frames' `nav_index` as a hidden second argument (see [`NavIndexRewrite`](super::NavIndexRewrite)).
+#[derive(Debug)]
+pub struct UdfAggregate {
+    name: String,
+    signature: Signature,
+    udf: Arc<dyn ErasedUdf>,
+}
+
+impl PartialEq for UdfAggregate {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.udf.key() == other.udf.key()
+    }
+}
+impl Eq for UdfAggregate {}
+impl std::hash::Hash for UdfAggregate {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.udf.key().hash(state);
+    }
+}
+
+/// Wraps a [`Udf`] as an [`AggregateUDF`] to register in any `SessionContext`.
+///
+/// ```
+/// let sum = tessera::udf::aggregate(tessera::udf::builtin::Sum);
+/// assert_eq!(sum.name(), "udf_sum");
+/// ```
+pub fn aggregate<U: Udf>(udf: U) -> AggregateUDF {
+    AggregateUDF::from(UdfAggregate::new(udf))
+}
+
+impl UdfAggregate {
+    /// The aggregate for `udf`.
+    pub fn new<U: Udf>(udf: U) -> Self {
+        UdfAggregate {
+            name: Udf::name(&udf).to_string(),
+            signature: Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Immutable),
+            udf: Arc::new(udf),
+        }
+    }
+
+    /// Whether an aggregate function is a Tessera UDF.
+    pub fn is_tessera(udf: &AggregateUDF) -> bool {
+        let inner: &dyn std::any::Any = udf.inner().as_ref();
+        inner.downcast_ref::<UdfAggregate>().is_some()
+    }
+
+    /// Meta and validated buffers from the argument fields.
+    fn plan(&self, args: &[FieldRef]) -> Result<(Meta, Vec<BufferDecl>)> {
+        let Some(first) = args.first() else {
+            return plan_err!("{} expects a tile column as its argument", self.name);
+        };
+        let Some((geometry, dataset)) = tile_geometry(first) else {
+            return plan_err!(
+                "{} expects a tile column (arrow.fixed_shape_tensor from a Tessera dataset table), got \
+                 column '{}' of type {}",
+                self.name,
+                first.name(),
+                first.data_type()
+            );
+        };
+        if let Some(second) = args.get(1) {
+            if second.data_type() != &DataType::Int64 {
+                return plan_err!(
+                    "{}: the second argument must be the frames' nav_index (Int64), got {}",
+                    self.name,
+                    second.data_type()
+                );
+            }
+        }
+        let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset };
+        let decls = self.udf.buffers(&meta).map_err(datafusion::error::DataFusionError::from)?.decls().to_vec();
+        for (i, d) in decls.iter().enumerate() {
+            if d.name == VALID || decls[..i].iter().any(|o| o.name == d.name) {
+                return plan_err!("{}: buffer name '{}' is reserved or declared twice", self.name, d.name);
+            }
+        }
+        Ok((meta, decls))
+    }
+
+    /// Checks that nav-shaped results get the frames' nav_index (added by the analyzer, so this can
+    /// only be checked once the plan is analyzed).
+    fn check_nav_index(&self, args: &[FieldRef], decls: &[BufferDecl]) -> Result<()> {
+        if args.len() < 2 && decls.iter().any(|d| d.kind == Kind::Nav && !d.result_only) {
+            return plan_err!(
+                "{} has nav-shaped results and needs the frames' nav_index: call it on the tile column of a \
+                 dataset table with nav_index in scope, or pass nav_index as the second argument",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    /// The function's name without the hidden nav_index argument.
+    fn visible(params: &AggregateFunctionParams) -> AggregateFunctionParams {
+        let mut p = params.clone();
+        if p.args.len() == 2 && matches!(&p.args[1], Expr::Column(c) if c.name == "nav_index") {
+            p.args.truncate(1);
+        }
+        p
+    }
+}
+
+/// Shape of a buffer's result tensor.
+fn result_shape(meta: &Meta, d: &BufferDecl) -> Vec<usize> {
+    let mut shape = match d.kind {
+        Kind::Nav => meta.nav.dims().to_vec(),
+        Kind::Sig => meta.sig.dims().to_vec(),
+        Kind::Single => vec![],
+    };
+    shape.extend(&d.extra_shape);
+    if shape.is_empty() {
+        shape.push(1);
+    }
+    shape
+}
+
+/// The fields of the result struct: one tensor per non-private buffer, plus `valid` when there are
+/// nav buffers.
+fn result_fields(meta: &Meta, decls: &[BufferDecl]) -> Fields {
+    let mut fields: Vec<Field> = decls
+        .iter()
+        .filter(|d| !d.private)
+        .map(|d| tensor_field(&d.name, &d.dtype.arrow(), &result_shape(meta, d), false))
+        .collect();
+    if decls.iter().any(|d| d.kind == Kind::Nav) {
+        fields.push(tensor_field(VALID, &DataType::UInt8, meta.nav.dims(), false));
+    }
+    Fields::from(fields)
+}
+
+impl AggregateUDFImpl for UdfAggregate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        internal_err!("{}: the result type depends on the tile field's metadata; use return_field", self.name)
+    }
+    fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
+        let (meta, decls) = self.plan(arg_fields)?;
+        Ok(Arc::new(Field::new(&self.name, DataType::Struct(result_fields(&meta, &decls)), true)))
+    }
+    fn schema_name(&self, params: &AggregateFunctionParams) -> Result<String> {
+        datafusion::logical_expr::udaf_default_schema_name(self, &Self::visible(params))
+    }
+    fn display_name(&self, params: &AggregateFunctionParams) -> Result<String> {
+        datafusion::logical_expr::udaf_default_display_name(self, &Self::visible(params))
+    }
+    fn human_display(&self, params: &AggregateFunctionParams) -> Result<String> {
+        datafusion::logical_expr::udaf_default_human_display(self, &Self::visible(params))
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if args.is_distinct {
+            return plan_err!("{}: DISTINCT is not supported (every frame counts once by construction)", self.name);
+        }
+        if !args.order_bys.is_empty() {
+            return plan_err!("{}: ORDER BY inside the call is not supported", self.name);
+        }
+        let (meta, decls) = self.plan(args.expr_fields)?;
+        self.check_nav_index(args.expr_fields, &decls)?;
+        Ok(self.udf.accumulator(meta, decls))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let (_, decls) = self.plan(args.input_fields)?;
+        let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
+        let mut fields = vec![Arc::new(Field::new(format_state_name(args.name, "nav_index"), list(DataType::Int64), true))];
+        for d in decls.iter().filter(|d| !d.result_only) {
+            fields.push(Arc::new(Field::new(format_state_name(args.name, &d.name), list(DataType::Float64), true)));
+        }
+        Ok(fields)
+    }
+}
+
+/// One partition's buffers: nav values only for the frames it saw.
+#[derive(Debug, Default)]
+struct PartitionBuffers {
+    nav_index: Vec<i64>,
+    bufs: Vec<Vec<f64>>,
+}
+
+/// The merged result: full nav grid.
+#[derive(Debug)]
+struct Merged {
+    bufs: Vec<Vec<f64>>,
+    valid: Vec<bool>,
+}
+
+#[derive(Debug)]
+struct UdfAccumulator<U: Udf> {
+    udf: U,
+    meta: Meta,
+    decls: Vec<BufferDecl>,
+    sig: Vec<usize>,
+    part: PartitionBuffers,
+    started: bool,
+    finished: bool,
+    merged: Option<Merged>,
+}
+
+/// Views of `bufs`: nav buffers cut to `rows`, sig/single whole, result-only absent unless `full`.
+fn make_views<'a>(
+    decls: &'a [BufferDecl],
+    bufs: &'a mut [Vec<f64>],
+    rows: std::ops::Range<usize>,
+    sig: &'a [usize],
+    with_nav: bool,
+    with_result_only: bool,
+) -> Views<'a> {
+    let n = rows.len();
+    let data = decls
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(d, b)| {
+            if d.result_only && !with_result_only {
+                return None;
+            }
+            match d.kind {
+                Kind::Nav if !with_nav => None,
+                Kind::Nav => {
+                    let e = d.extra_size();
+                    Some(&mut b[rows.start * e..rows.end * e])
+                }
+                _ => Some(&mut b[..]),
+            }
+        })
+        .collect();
+    Views::new(decls, data, n, sig)
+}
+
+fn buffer_len(meta: &Meta, d: &BufferDecl) -> usize {
+    match d.kind {
+        Kind::Nav => meta.nav.size() * d.extra_size(),
+        Kind::Sig => meta.sig.size() * d.extra_size(),
+        Kind::Single => d.extra_size(),
+    }
+}
+
+impl<U: Udf> UdfAccumulator<U> {
+    fn new(udf: U, meta: Meta, decls: Vec<BufferDecl>) -> Self {
+        let sig = meta.sig.dims().to_vec();
+        UdfAccumulator {
+            udf,
+            meta,
+            decls,
+            sig,
+            part: PartitionBuffers::default(),
+            started: false,
+            finished: false,
+            merged: None,
+        }
+    }
+
+    fn start(&mut self) -> Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        self.part.bufs = self
+            .decls
+            .iter()
+            .map(|d| match d.kind {
+                _ if d.result_only => Vec::new(),
+                Kind::Nav => Vec::new(),
+                _ => vec![d.fill; buffer_len(&self.meta, d)],
+            })
+            .collect();
+        let mut views = make_views(&self.decls, &mut self.part.bufs, 0..0, &self.sig, true, false);
+        self.udf.preprocess(&self.meta, &mut views)?;
+        Ok(())
+    }
+
+    fn finish_partition(&mut self) -> Result<()> {
+        self.start()?;
+        if !self.finished {
+            self.finished = true;
+            let rows = self.part.nav_index.len();
+            let mut views = make_views(&self.decls, &mut self.part.bufs, 0..rows, &self.sig, true, false);
+            self.udf.postprocess(&self.meta, &mut views)?;
+        }
+        Ok(())
+    }
+
+    fn process<T: Pixel>(&mut self, tiles: &dyn Array, r0: usize) -> Result<()> {
+        let tiles = tiles.as_fixed_size_list();
+        let Some(values) = tiles.values().as_primitive_opt::<T::Arrow>() else {
+            return exec_err!("{}: tile values are {}, expected {}", self.udf.name(), tiles.value_type(), T::DTYPE);
+        };
+        let data: &[T] = values.values();
+        let n = tiles.len();
+        let s = self.meta.sig.size();
+        let method = self.udf.method();
+        let UdfAccumulator { udf, decls, part, sig, .. } = self;
+        let idx = &part.nav_index[r0..r0 + n];
+        match method {
+            Method::Tile | Method::Partition => {
+                let tile = Tile::new(data, sig, idx);
+                let mut views = make_views(decls, &mut part.bufs, r0..r0 + n, sig, true, false);
+                if method == Method::Tile {
+                    udf.process_tile(&tile, &mut views)?;
+                } else {
+                    udf.process_partition(&tile, &mut views)?;
+                }
+            }
+            Method::Frame => {
+                for i in 0..n {
+                    let frame = Tile::new(&data[i * s..(i + 1) * s], sig, &idx[i..i + 1]);
+                    let mut views = make_views(decls, &mut part.bufs, r0 + i..r0 + i + 1, sig, true, false);
+                    udf.process_frame(&frame, &mut views)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merged(&mut self) -> &mut Merged {
+        let (meta, decls) = (&self.meta, &self.decls);
+        self.merged.get_or_insert_with(|| Merged {
+            bufs: decls.iter().map(|d| vec![d.fill; buffer_len(meta, d)]).collect(),
+            valid: vec![false; meta.nav.size()],
+        })
+    }
+
+    /// Merges one partition (`idx` and one slice per non-result-only buffer, in declaration order).
+    fn merge_one(&mut self, idx: &[i64], srcs: Vec<&[f64]>) -> Result<()> {
+        let nav_size = self.meta.nav.size();
+        self.merged();
+        let UdfAccumulator { udf, decls, sig, merged, .. } = self;
+        let merged = merged.as_mut().expect("initialised above");
+        let mut src_bufs: Vec<Vec<f64>> = Vec::with_capacity(decls.len());
+        let mut it = srcs.into_iter();
+        for (i, d) in decls.iter().enumerate() {
+            if d.result_only {
+                src_bufs.push(Vec::new());
+                continue;
+            }
+            let src = it.next().expect("one state column per buffer");
+            match d.kind {
+                Kind::Nav => {
+                    let e = d.extra_size();
+                    if src.len() != idx.len() * e {
+                        return exec_err!("{}: partial state of '{}' has the wrong length", udf.name(), d.name);
+                    }
+                    for (k, &nav) in idx.iter().enumerate() {
+                        if nav < 0 || nav as usize >= nav_size {
+                            return exec_err!("{}: nav_index {nav} outside the scan of {nav_size} frames", udf.name());
+                        }
+                        let nav = nav as usize;
+                        merged.bufs[i][nav * e..(nav + 1) * e].copy_from_slice(&src[k * e..(k + 1) * e]);
+                    }
+                    src_bufs.push(Vec::new());
+                }
+                _ => src_bufs.push(src.to_vec()),
+            }
+        }
+        for &nav in idx.iter().filter(|&&i| i >= 0 && (i as usize) < nav_size) {
+            merged.valid[nav as usize] = true;
+        }
+        let mut dest = make_views(decls, &mut merged.bufs, 0..0, sig, false, false);
+        let mut src = make_views(decls, &mut src_bufs, 0..0, sig, false, false);
+        udf.merge(&mut dest, &mut src)?;
+        Ok(())
+    }
+
+    fn result(&mut self) -> Result<ScalarValue> {
+        self.merged();
+        let nav_size = self.meta.nav.size();
+        let UdfAccumulator { udf, meta, decls, merged, .. } = self;
+        let merged = merged.as_mut().expect("initialised");
+        {
+            let mut views = make_views(decls, &mut merged.bufs, 0..nav_size, meta.sig.dims(), true, true);
+            udf.get_results(meta, &mut views)?;
+        }
+        let fields = result_fields(meta, decls);
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (d, buf) in decls.iter().zip(&merged.bufs) {
+            if d.private {
+                continue;
+            }
+            let mut values = buf.clone();
+            if d.kind == Kind::Nav {
+                let blank = if d.dtype.is_float() { f64::NAN } else { 0.0 };
+                let e = d.extra_size();
+                for (nav, ok) in merged.valid.iter().enumerate() {
+                    if !ok {
+                        values[nav * e..(nav + 1) * e].fill(blank);
+                    }
+                }
+            }
+            let values = to_dtype(values, d.dtype)?;
+            columns.push(Arc::new(one_tensor(values, &result_shape(meta, d))));
+        }
+        if decls.iter().any(|d| d.kind == Kind::Nav) {
+            let valid = UInt8Array::from_iter_values(merged.valid.iter().map(|&v| v as u8));
+            columns.push(Arc::new(one_tensor(Arc::new(valid), meta.nav.dims())));
+        }
+        let s = StructArray::try_new(fields, columns, None)?;
+        Ok(ScalarValue::Struct(Arc::new(s)))
+    }
+}
+
+/// Converts f64 values to a result dtype (rounding for floats, saturating for integers).
+fn to_dtype(values: Vec<f64>, dtype: DType) -> Result<ArrayRef> {
+    let arr: ArrayRef = Arc::new(Float64Array::from(values));
+    Ok(if dtype == DType::F64 { arr } else { cast(&arr, &dtype.arrow())? })
+}
+
+impl<U: Udf> Accumulator for UdfAccumulator<U> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.start()?;
+        if self.finished {
+            return internal_err!("{}: update after the partition ended", self.udf.name());
+        }
+        let Some(tiles) = values.first() else { return Ok(()) };
+        let mut tiles = tiles.clone();
+        let mut idx = values.get(1).cloned();
+        if tiles.null_count() > 0 {
+            let keep = is_not_null(&tiles)?;
+            tiles = filter(&tiles, &keep)?;
+            idx = idx.map(|i| filter(&i, &keep)).transpose()?;
+        }
+        let n = tiles.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let r0 = self.part.nav_index.len();
+        match &idx {
+            Some(i) => {
+                let i = i.as_primitive::<Int64Type>();
+                if i.null_count() > 0 {
+                    return exec_err!("{}: nav_index is NULL", self.udf.name());
+                }
+                self.part.nav_index.extend_from_slice(i.values());
+            }
+            None => self.part.nav_index.extend(std::iter::repeat_n(-1, n)),
+        }
+        for (d, b) in self.decls.iter().zip(self.part.bufs.iter_mut()) {
+            if d.kind == Kind::Nav && !d.result_only {
+                b.resize((r0 + n) * d.extra_size(), d.fill);
+            }
+        }
+        let dtype = self.meta.input_dtype;
+        with_pixel_type!(dtype, T => self.process::<T>(tiles.as_ref(), r0),
+            _ => exec_err!("{}: unsupported pixel type {dtype}", self.udf.name()))
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.finish_partition()?;
+        let idx = Int64Array::from(std::mem::take(&mut self.part.nav_index));
+        let mut out = vec![ScalarValue::List(Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
+            std::iter::once(Some(idx.values().iter().map(|v| Some(*v)).collect::<Vec<_>>())),
+        )))];
+        for (d, b) in self.decls.iter().zip(self.part.bufs.iter_mut()) {
+            if d.result_only {
+                continue;
+            }
+            let values = Float64Array::from(std::mem::take(b));
+            out.push(ScalarValue::List(Arc::new(ListArray::new(
+                Arc::new(Field::new("item", DataType::Float64, true)),
+                arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+                Arc::new(values),
+                None,
+            ))));
+        }
+        Ok(out)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists: Vec<&ListArray> = states.iter().map(|s| s.as_list::<i32>()).collect();
+        let Some(first) = lists.first() else { return Ok(()) };
+        for row in 0..first.len() {
+            if first.is_null(row) {
+                continue;
+            }
+            let idx = first.value(row);
+            let idx = idx.as_primitive::<Int64Type>();
+            let cols: Vec<ArrayRef> = lists[1..].iter().map(|l| l.value(row)).collect();
+            let srcs: Vec<&[f64]> = cols.iter().map(|c| c.as_primitive::<Float64Type>().values().as_ref()).collect();
+            self.merge_one(idx.values(), srcs)?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.started && !self.finished {
+            self.finish_partition()?;
+            let idx = std::mem::take(&mut self.part.nav_index);
+            let bufs = std::mem::take(&mut self.part.bufs);
+            let srcs: Vec<&[f64]> =
+                self.decls.iter().zip(&bufs).filter(|(d, _)| !d.result_only).map(|(_, b)| b.as_slice()).collect();
+            if idx.iter().any(|&i| i < 0) && self.decls.iter().any(|d| d.kind == Kind::Nav) {
+                return exec_err!("{}: frames arrived without nav_index", self.udf.name());
+            }
+            let idx: Vec<i64> = idx.into_iter().filter(|&i| i >= 0).collect();
+            self.merge_one(&idx, srcs)?;
+        }
+        self.result()
+    }
+
+    fn size(&self) -> usize {
+        let part: usize = self.part.bufs.iter().map(|b| b.capacity() * 8).sum();
+        let merged: usize = self.merged.as_ref().map_or(0, |m| m.bufs.iter().map(|b| b.capacity() * 8).sum());
+        std::mem::size_of_val(self) + part + merged + self.part.nav_index.capacity() * 8
+    }
+}

@@ -1,0 +1,22 @@
+//! Built-in UDFs, one file each, as LiberTEM's `udf/` folder.
+//!
+//! | SQL name | LiberTEM | buffers | result dtype |
+//! |---|---|---|---|
+//! | `udf_sum` | SumUDF | `intensity`: sig | `result_type(input, float32)` |
+//! | `udf_sum_sig` | SumSigUDF | `intensity`: nav | `result_type(input, float32)` |
+//!
+//! `result_type(input, float32)` is float32 for u8/u16/i16/f32 data and float64 for u32/i32/f64, as
+//! numpy's promotion rules and LiberTEM 0.16 give.
+
+mod sum;
+mod sum_sig;
+
+pub use sum::Sum;
+pub use sum_sig::SumSig;
+
+use datafusion::logical_expr::AggregateUDF;
+
+/// Every built-in as a DataFusion aggregate function.
+pub fn all() -> Vec<AggregateUDF> {
+    vec![super::aggregate(Sum), super::aggregate(SumSig)]
+}

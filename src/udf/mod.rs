@@ -1,0 +1,210 @@
+//! The UDF framework: the [`Udf`] trait (LiberTEM's model) and the one adapter that turns any
+//! `Udf` into a DataFusion aggregate function.
+//!
+//! ## Lifecycle
+//! A *partition* is one accumulator's lifetime: one DataFusion partition's stream of frame stacks.
+//! 1. `preprocess` runs when the accumulator starts, before the first frame, with the partition's
+//!    (initialised) buffers.
+//! 2. `process_tile` / `process_frame` / `process_partition` (as [`Udf::method`] says) run for every
+//!    batch; nav views are the rows of the frames at hand.
+//! 3. `postprocess` runs once when the partition's state is taken (or the accumulator is evaluated
+//!    directly, with one partition), with the nav rows of every frame the partition saw.
+//! 4. The final step scatters the nav buffers of every partition into the full nav grid (each frame is
+//!    seen by exactly one partition) and calls `merge` for the sig and single buffers.
+//! 5. `get_results` computes result-only buffers from the merged ones.
+//!
+//! Processing happens in `f64`; each buffer's declared dtype is the dtype of the result
+//! (LiberTEM 0.16's result dtypes: see the built-ins' docs).
+
+mod adapter;
+mod buffers;
+pub mod builtin;
+mod results;
+mod rewrite;
+
+pub use adapter::{UdfAggregate, aggregate};
+pub use buffers::{BufferDecl, Buffers, Kind, Views};
+pub use results::{ResultBuffer, Results};
+pub use rewrite::NavIndexRewrite;
+
+use crate::dataset::{DType, Pixel};
+use crate::error::{Error, Result};
+use crate::geometry::Shape;
+use ndarray::{ArrayView3, ArrayViewD, IxDyn};
+
+/// Which processing method a UDF implements (Rust cannot tell which default method was overridden).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Method {
+    /// `process_tile`: stacks of frames (the default).
+    #[default]
+    Tile,
+    /// `process_frame`: one frame at a time.
+    Frame,
+    /// `process_partition`: the partition's frames, batch by batch as they stream in.
+    Partition,
+}
+
+/// What a UDF knows about the data it runs on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meta {
+    /// The scan shape (full, not only the ROI).
+    pub nav: Shape,
+    /// The frame shape.
+    pub sig: Shape,
+    /// The native pixel type the kernels receive.
+    pub input_dtype: DType,
+    /// The dataset's table name.
+    pub dataset: String,
+}
+
+/// A stack of whole frames, in the native pixel type, with their nav indices.
+#[derive(Debug)]
+pub struct Tile<'a, T> {
+    data: &'a [T],
+    sig: &'a [usize],
+    nav_index: &'a [i64],
+}
+
+impl<'a, T: Pixel> Tile<'a, T> {
+    pub(crate) fn new(data: &'a [T], sig: &'a [usize], nav_index: &'a [i64]) -> Self {
+        Tile { data, sig, nav_index }
+    }
+    /// The pixels, `frames × sig` elements, C order.
+    pub fn data(&self) -> &'a [T] {
+        self.data
+    }
+    /// Number of frames.
+    pub fn n_frames(&self) -> usize {
+        self.nav_index.len()
+    }
+    /// Pixels per frame.
+    pub fn sig_size(&self) -> usize {
+        self.sig.iter().product()
+    }
+    /// Flat nav indices of the frames.
+    pub fn nav_index(&self) -> &'a [i64] {
+        self.nav_index
+    }
+    /// The frames one by one.
+    pub fn frames(&self) -> impl Iterator<Item = &'a [T]> + 'a {
+        self.data.chunks_exact(self.sig.iter().product::<usize>().max(1))
+    }
+    /// The stack as an n-d view `(frames, sig..)`.
+    pub fn view(&self) -> ArrayViewD<'a, T> {
+        let mut shape = vec![self.n_frames()];
+        shape.extend_from_slice(self.sig);
+        ArrayViewD::from_shape(IxDyn(&shape), self.data).expect("tile length matches its shape")
+    }
+    /// The stack as `(frames, sig_y, sig_x)` (2-D frames).
+    pub fn view3(&self) -> ArrayView3<'a, T> {
+        let (sy, sx) = (self.sig[0], self.sig[1..].iter().product());
+        ArrayView3::from_shape((self.n_frames(), sy, sx), self.data).expect("tile length matches its shape")
+    }
+    /// Adds every frame into `out` (sig-sized), accumulating in f64.
+    pub fn sum_frames_into(&self, out: &mut [f64]) {
+        for frame in self.frames() {
+            for (o, &x) in out.iter_mut().zip(frame) {
+                *o += x.to_f64();
+            }
+        }
+    }
+    /// Writes the sum of each frame into `out` (one value per frame).
+    pub fn sum_each_frame_into(&self, out: &mut [f64]) {
+        for (o, frame) in out.iter_mut().zip(self.frames()) {
+            *o += sum_f64(frame);
+        }
+    }
+}
+
+/// Sum of a slice in f64 with 8 independent lanes (vectorizes; as accurate as a pairwise sum for
+/// frame-sized inputs).
+pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            lanes[k] += c[k].to_f64();
+        }
+    }
+    let mut s: f64 = lanes.iter().sum();
+    for &x in rest {
+        s += x.to_f64();
+    }
+    s
+}
+
+/// A user-defined function over the frames of a dataset, in LiberTEM's model.
+///
+/// Implement `name`, `buffers`, the `process_*` method that [`Udf::method`] names, and `merge` where
+/// adding sig/single buffers is not the right merge. The generic methods receive the dataset's
+/// native pixel type, so integer data is not converted to float before a kernel needs it.
+///
+/// ```
+/// use tessera::dataset::{DType, Pixel};
+/// use tessera::udf::{Buffers, Meta, Tile, Udf, Views};
+///
+/// /// The brightest pixel of each frame.
+/// #[derive(Clone, Debug)]
+/// struct MaxPerFrame;
+///
+/// impl Udf for MaxPerFrame {
+///     fn name(&self) -> &str { "max_per_frame" }
+///     fn buffers(&self, _meta: &Meta) -> tessera::Result<Buffers> {
+///         Ok(Buffers::new().nav("max", DType::F64))
+///     }
+///     fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> tessera::Result<()> {
+///         for (o, frame) in out.nav("max").iter_mut().zip(tile.frames()) {
+///             *o = frame.iter().map(|v| v.to_f64()).fold(f64::MIN, f64::max);
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The SQL name (`udf_sum`).
+    fn name(&self) -> &str;
+    /// The buffers, given what the data looks like. Must not depend on the ROI.
+    fn buffers(&self, meta: &Meta) -> Result<Buffers>;
+    /// Which `process_*` method to call.
+    fn method(&self) -> Method {
+        Method::Tile
+    }
+    /// Runs when a partition starts.
+    fn preprocess(&mut self, _meta: &Meta, _out: &mut Views<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Processes a stack of frames (`Method::Tile`).
+    fn process_tile<T: Pixel>(&mut self, _tile: &Tile<'_, T>, _out: &mut Views<'_>) -> Result<()> {
+        Err(Error::udf(self.name(), "method() is Tile but process_tile is not implemented"))
+    }
+    /// Processes one frame (`Method::Frame`); nav views have one row.
+    fn process_frame<T: Pixel>(&mut self, _frame: &Tile<'_, T>, _out: &mut Views<'_>) -> Result<()> {
+        Err(Error::udf(self.name(), "method() is Frame but process_frame is not implemented"))
+    }
+    /// Processes the partition's frames as they stream in (`Method::Partition`).
+    fn process_partition<T: Pixel>(&mut self, _frames: &Tile<'_, T>, _out: &mut Views<'_>) -> Result<()> {
+        Err(Error::udf(self.name(), "method() is Partition but process_partition is not implemented"))
+    }
+    /// Runs when a partition ends, with the nav rows of all frames it saw.
+    fn postprocess(&mut self, _meta: &Meta, _out: &mut Views<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Merges one partition's sig and single buffers (`src`) into the result (`dest`). Nav buffers
+    /// are merged by the framework. The default adds every sig and single buffer.
+    fn merge(&self, dest: &mut Views<'_>, src: &mut Views<'_>) -> Result<()> {
+        for (name, kind) in src.names().into_iter().map(|(n, k)| (n.to_string(), k)).collect::<Vec<_>>() {
+            if kind == Kind::Nav {
+                continue;
+            }
+            let s = src.view(&name).to_owned();
+            let mut d = dest.view_mut(&name);
+            d += &s;
+        }
+        Ok(())
+    }
+    /// Computes result-only buffers from the merged buffers (full nav grid).
+    fn get_results(&self, _meta: &Meta, _bufs: &mut Views<'_>) -> Result<()> {
+        Ok(())
+    }
+}

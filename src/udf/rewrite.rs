@@ -1,0 +1,50 @@
+//! Adds the frames' `nav_index` as the hidden second argument of Tessera UDF calls.
+//!
+//! Users write `udf_sum_sig(tile)`; nav-shaped results need to know which frame each row is, so the
+//! analyzer turns the call into `udf_sum_sig(tile, nav_index)` with the `nav_index` column of the
+//! same table. The function's displayed name leaves the hidden argument out.
+
+use super::UdfAggregate;
+use crate::tensor::tile_geometry;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DFSchema, Result};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
+use datafusion::logical_expr::Expr;
+use datafusion::common::ExprSchema;
+
+/// The analyzer rewrite that adds `nav_index` to Tessera UDF calls.
+#[derive(Debug, Default)]
+pub struct NavIndexRewrite;
+
+impl FunctionRewrite for NavIndexRewrite {
+    fn name(&self) -> &str {
+        "tessera_nav_index"
+    }
+    fn rewrite(&self, expr: Expr, schema: &DFSchema, _config: &ConfigOptions) -> Result<Transformed<Expr>> {
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = &expr else {
+            return Ok(Transformed::no(expr));
+        };
+        if params.args.len() != 1 || !UdfAggregate::is_tessera(func) {
+            return Ok(Transformed::no(expr));
+        }
+        let Expr::Column(tile) = &params.args[0] else { return Ok(Transformed::no(expr)) };
+        let Ok(field) = schema.field_from_column(tile) else { return Ok(Transformed::no(expr)) };
+        if tile_geometry(field).is_none() {
+            return Ok(Transformed::no(expr));
+        }
+        let candidate = Column::new(tile.relation.clone(), "nav_index");
+        let nav = if schema.has_column(&candidate) {
+            candidate
+        } else {
+            match schema.qualified_field_with_unqualified_name("nav_index") {
+                Ok((q, f)) => Column::new(q.cloned(), f.name()),
+                Err(_) => return Ok(Transformed::no(expr)),
+            }
+        };
+        let mut params = params.clone();
+        params.args.push(Expr::Column(nav));
+        Ok(Transformed::yes(Expr::AggregateFunction(AggregateFunction { func: func.clone(), params })))
+    }
+}
