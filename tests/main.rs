@@ -1,1 +1,9 @@
+//! Tessera's integration tests: one crate (one link of DataFusion), one module per area.
 
+mod common;
+mod errors;
+mod export;
+mod formats;
+mod oracle;
+mod roi;
+mod slt;

@@ -134,7 +134,7 @@ impl DType {
             _ => (ByteOrder::Little, t),
         };
         let dt = match rest.to_ascii_lowercase().as_str() {
-            "u1" | "uint8" | "b" | "ubyte" => DType::U8,
+            "u1" | "uint8" | "b1" | "bool" | "ubyte" => DType::U8,
             "u2" | "uint16" => DType::U16,
             "u4" | "uint32" => DType::U32,
             "u8" | "uint64" => DType::U64,

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates (once) the project's Python virtual environment for cross-checks and prints its python.
+# The venv lives in target/pyenv so `cargo clean` removes it; requirements in scripts/requirements.txt.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/target/pyenv"
+req="$root/scripts/requirements.txt"
+stamp="$venv/.installed"
+if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2
+  cp "$req" "$stamp"
+fi
+echo "$venv/bin/python"

@@ -1,0 +1,124 @@
+//! udf_sum and udf_sum_sig against LiberTEM 0.16's results (../shared/oracle), via SQL and the Rust
+//! API, with 1 and 4 partitions, full scan and the quarter ROI; and odd shapes against a direct sum.
+
+use crate::common::{ctx, load_npy, rel_err, shared};
+use arrow::array::AsArray;
+use ndarray::ArrayD;
+use tessera::dataset::formats::memory::MemoryDataset;
+use tessera::dataset::{DType, DatasetSpec};
+use tessera::geometry::Roi;
+use tessera::udf::builtin::{Sum, SumSig};
+use tessera::udf::{ResultBuffer, Results};
+
+const QUARTER: &str = "nav_y >= 4 AND nav_y < 12 AND nav_x >= 4 AND nav_x < 12";
+
+struct Case {
+    name: &'static str,
+    spec: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "small", spec: "format=raw,nav=16x16,sig=32x32,dtype=float32" },
+    Case { name: "small_u16", spec: "format=raw,nav=16x16,sig=64x64,dtype=uint16" },
+];
+
+fn check(what: &str, buf: &ResultBuffer, reference: &std::path::Path) {
+    let (shape, want) = load_npy(reference);
+    assert_eq!(buf.dtype(), DType::F32, "{what}: LiberTEM's result dtype is float32");
+    assert_eq!(buf.shape(), &shape[..], "{what}: shape");
+    let got: Vec<f64> = buf.to_f64().iter().copied().collect();
+    let err = rel_err(what, &got, &want);
+    assert!(err <= 1e-5, "{what}: max|a-ref|/max|ref| = {err}");
+}
+
+async fn sql_results(c: &tessera::Context, query: &str) -> Vec<Results> {
+    let batches = c.sql(query).await.unwrap().collect().await.unwrap();
+    let b = &batches[0];
+    (0..b.num_columns()).map(|i| Results::from_struct(b.column(i).as_struct(), 0).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn sum_and_sumsig_match_libertem() {
+    let Some(oracle) = shared("oracle") else { return };
+    for case in CASES {
+        let path = oracle.join("data").join(format!("{}.raw", case.name));
+        let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
+        let (_, quarter) = load_npy(&oracle.join(case.name).join("roi_quarter.npy"));
+        let quarter = Roi::from_bools(quarter.iter().map(|&v| v != 0.0));
+        for partitions in [1, 4] {
+            let c = ctx(partitions);
+            c.register_spec("scan", spec.clone()).unwrap();
+            for (roi_name, filter, roi) in [("full", "", None), ("quarter", QUARTER, Some(&quarter))] {
+                let where_ = if filter.is_empty() { String::new() } else { format!(" WHERE {filter}") };
+                let res = sql_results(&c, &format!("SELECT udf_sum(tile), udf_sum_sig(tile) FROM scan{where_}")).await;
+                let tag = format!("{}/{roi_name}/p{partitions}", case.name);
+                let sum_ref = oracle.join(case.name).join(format!("sum__{roi_name}__intensity.npy"));
+                let sumsig_ref = oracle.join(case.name).join(format!("sumsig__{roi_name}__intensity.npy"));
+                check(&format!("sql sum {tag}"), res[0].buffer("intensity").unwrap(), &sum_ref);
+                check(&format!("sql sumsig {tag}"), res[1].buffer("intensity").unwrap(), &sumsig_ref);
+                let api_sum = c.run_udf("scan", Sum, roi).await.unwrap();
+                let api_sumsig = c.run_udf("scan", SumSig, roi).await.unwrap();
+                check(&format!("api sum {tag}"), api_sum.buffer("intensity").unwrap(), &sum_ref);
+                check(&format!("api sumsig {tag}"), api_sumsig.buffer("intensity").unwrap(), &sumsig_ref);
+                let valid = api_sumsig.valid.as_ref().unwrap();
+                let expect = roi.map_or(256, |r| r.count());
+                assert_eq!(valid.iter().filter(|v| **v).count(), expect, "{tag}: valid frames");
+                assert_eq!(res[1].valid.as_ref().unwrap(), valid, "{tag}: valid mask SQL vs API");
+            }
+        }
+    }
+}
+
+/// Prime-sized nav and sig, several dtypes and partition counts, against a direct f64 sum.
+#[tokio::test]
+async fn odd_shapes_match_direct_sums() {
+    let (ny, nx, sy, sx) = (7usize, 13usize, 11usize, 5usize);
+    let value = |i: usize| ((i * 7919) % 1009) as f64;
+    let n = ny * nx * sy * sx;
+    let data: Vec<f64> = (0..n).map(value).collect();
+    let sel = |f: usize| f % 3 != 1 && f / nx >= 2;
+    for partitions in [1, 3, 4] {
+        let c = ctx(partitions).with_batch_bytes(3 * sy * sx * 2); // 3-frame batches (u16)
+        let arr = ArrayD::from_shape_vec(vec![ny, nx, sy, sx], data.iter().map(|&v| v as u16).collect()).unwrap();
+        c.register_dataset("odd", std::sync::Arc::new(MemoryDataset::new(arr).unwrap())).unwrap();
+        let arr32 = ArrayD::from_shape_vec(vec![ny, nx, sy, sx], data.iter().map(|&v| v as i32).collect()).unwrap();
+        c.register_dataset("odd32", std::sync::Arc::new(MemoryDataset::new(arr32).unwrap())).unwrap();
+        for (table, dtype) in [("odd", DType::F32), ("odd32", DType::F64)] {
+            let res =
+                sql_results(&c, &format!("SELECT udf_sum(tile), udf_sum_sig(tile) FROM {table} WHERE nav_index % 3 <> 1 AND nav_y >= 2")).await;
+            let mut want_sum = vec![0f64; sy * sx];
+            let mut want_sig = vec![f64::NAN; ny * nx];
+            for f in (0..ny * nx).filter(|&f| sel(f)) {
+                let frame = &data[f * sy * sx..(f + 1) * sy * sx];
+                for (w, v) in want_sum.iter_mut().zip(frame) {
+                    *w += v;
+                }
+                want_sig[f] = frame.iter().sum();
+            }
+            let sum = res[0].buffer("intensity").unwrap();
+            let sig = res[1].buffer("intensity").unwrap();
+            assert_eq!(sum.dtype(), dtype);
+            assert_eq!(sum.shape(), &[sy, sx]);
+            assert_eq!(sig.shape(), &[ny, nx]);
+            let tag = format!("{table} p{partitions}");
+            assert_eq!(rel_err(&tag, &sum.to_f64().iter().copied().collect::<Vec<_>>(), &want_sum), 0.0);
+            assert_eq!(rel_err(&tag, &sig.to_f64().iter().copied().collect::<Vec<_>>(), &want_sig), 0.0);
+        }
+    }
+}
+
+/// 1-D and 3-D scans: nav columns are nav_0.., results keep the n-D nav shape.
+#[tokio::test]
+async fn nd_nav_shapes() {
+    let c = ctx(2);
+    c.register_spec("line", DatasetSpec::parse("synthetic,nav=10,sig=8x8,dtype=float32").unwrap()).unwrap();
+    c.register_spec("cube", DatasetSpec::parse("synthetic,nav=2x3x4,sig=8x8,dtype=uint8").unwrap()).unwrap();
+    let r = sql_results(&c, "SELECT udf_sum_sig(tile) FROM line WHERE nav_0 < 5").await;
+    let b = r[0].buffer("intensity").unwrap();
+    assert_eq!(b.shape(), &[10]);
+    assert_eq!(b.to_f64().iter().filter(|v| v.is_nan()).count(), 5);
+    let r = sql_results(&c, "SELECT udf_sum_sig(tile) FROM cube WHERE nav_1 = 2").await;
+    let b = r[0].buffer("intensity").unwrap();
+    assert_eq!(b.shape(), &[2, 3, 4]);
+    assert_eq!(b.to_f64().iter().filter(|v| !v.is_nan()).count(), 8);
+}
