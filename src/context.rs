@@ -196,10 +196,8 @@ impl Context {
         }
         let df = df.aggregate(vec![], vec![udaf.call(vec![col("tile"), col("nav_index")]).alias("result")])?;
         let batches = df.collect().await?;
-        let batch = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .ok_or_else(|| Error::Shape("the UDF returned no row".into()))?;
+        let batch =
+            batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| Error::Shape("the UDF returned no row".into()))?;
         Results::from_struct(batch.column(0).as_struct(), 0)
     }
 }

@@ -51,11 +51,7 @@ fn fmt_num(x: f64) -> String {
     if x.is_nan() || x.is_infinite() {
         return "-".into();
     }
-    if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-3) {
-        format!("{x:.4e}")
-    } else {
-        format!("{x:.4}")
-    }
+    if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-3) { format!("{x:.4e}") } else { format!("{x:.4}") }
 }
 
 /// One line for a tensor: `tensor<float32>[16, 16] min=.. max=.. mean=.. sum=..`.

@@ -48,7 +48,7 @@ fn unknown_dtype_key_and_format() {
 
 fn npy_bytes(header: &str, data_len: usize) -> Vec<u8> {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
@@ -71,7 +71,8 @@ fn npy_fortran_truncated_and_corrupt() {
     let msg = open_err(t.to_str().unwrap());
     assert!(msg.contains("t.npy") && msg.contains("expected") && msg.contains("truncated"), "{msg}");
     let h = dir.path().join("h.npy");
-    std::fs::write(&h, &npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 4, 4), }", 256)[..20]).unwrap();
+    std::fs::write(&h, &npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 4, 4), }", 256)[..20])
+        .unwrap();
     let msg = open_err(h.to_str().unwrap());
     assert!(msg.contains("truncated .npy header"), "{msg}");
     let c = dir.path().join("c.npy");

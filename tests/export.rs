@@ -45,7 +45,10 @@ async fn copy_to_parquet_roundtrips_through_pyarrow() {
     c.register_spec("scan", DatasetSpec::parse("synthetic,nav=9x7,sig=12x10,dtype=uint16,seed=5").unwrap()).unwrap();
     let filter = "nav_y BETWEEN 2 AND 5";
     let out = dir.path().join("res.parquet");
-    let q = format!("COPY (SELECT udf_sum(tile) AS s, udf_sum_sig(tile) AS ss FROM scan WHERE {filter}) TO '{}'", out.display());
+    let q = format!(
+        "COPY (SELECT udf_sum(tile) AS s, udf_sum_sig(tile) AS ss FROM scan WHERE {filter}) TO '{}'",
+        out.display()
+    );
     c.sql(&q).await.unwrap().collect().await.unwrap();
     let meta = kv(&out);
     assert_eq!(meta["tessera.query"], q);
@@ -53,14 +56,8 @@ async fn copy_to_parquet_roundtrips_through_pyarrow() {
     assert!(meta["tessera.datasets"].contains("synthetic") && meta["tessera.datasets"].contains("9x7"));
 
     // DataFusion reads the tensors back with their metadata
-    let back = c
-        .session()
-        .read_parquet(out.to_str().unwrap(), Default::default())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let back =
+        c.session().read_parquet(out.to_str().unwrap(), Default::default()).await.unwrap().collect().await.unwrap();
     let ss = back[0].schema().field(1).clone();
     let arrow::datatypes::DataType::Struct(fields) = ss.data_type() else { panic!("struct") };
     assert_eq!(tessera::tensor::tensor_shape(&fields[0]), Some(vec![9, 7]));
@@ -73,7 +70,8 @@ async fn copy_to_parquet_roundtrips_through_pyarrow() {
     let sum = c.run_udf("scan", Sum, Some(&roi)).await.unwrap();
     let sig = c.run_udf("scan", SumSig, Some(&roi)).await.unwrap();
     let f32_bytes = |a: &ndarray::ArrayD<f64>| a.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect::<Vec<u8>>();
-    write_npy(&dir.path().join("s.npy"), DType::F32, &[12, 10], &f32_bytes(&sum.buffers["intensity"].to_f64())).unwrap();
+    write_npy(&dir.path().join("s.npy"), DType::F32, &[12, 10], &f32_bytes(&sum.buffers["intensity"].to_f64()))
+        .unwrap();
     write_npy(&dir.path().join("ss.npy"), DType::F32, &[9, 7], &f32_bytes(&sig.buffers["intensity"].to_f64())).unwrap();
 
     let Some(py) = python() else { return };
@@ -89,5 +87,8 @@ async fn copy_to_parquet_roundtrips_through_pyarrow() {
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{text}");
-    assert!(text.contains("OK s.intensity (12, 10) float32") && text.contains("OK ss.intensity (9, 7) float32"), "{text}");
+    assert!(
+        text.contains("OK s.intensity (12, 10) float32") && text.contains("OK ss.intensity (9, 7) float32"),
+        "{text}"
+    );
 }

@@ -98,7 +98,7 @@ fn write_npy_version(path: &std::path::Path, version: u8, data: &[u8]) {
     let header = "{'descr': '<u2', 'fortran_order': False, 'shape': (2, 3, 4, 5), }";
     let mut h = header.to_string();
     let pre = if version == 1 { 10 } else { 12 };
-    while (pre + h.len() + 1) % 64 != 0 {
+    while !(pre + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

@@ -84,8 +84,13 @@ async fn odd_shapes_match_direct_sums() {
         let arr32 = ArrayD::from_shape_vec(vec![ny, nx, sy, sx], data.iter().map(|&v| v as i32).collect()).unwrap();
         c.register_dataset("odd32", std::sync::Arc::new(MemoryDataset::new(arr32).unwrap())).unwrap();
         for (table, dtype) in [("odd", DType::F32), ("odd32", DType::F64)] {
-            let res =
-                sql_results(&c, &format!("SELECT udf_sum(tile), udf_sum_sig(tile) FROM {table} WHERE nav_index % 3 <> 1 AND nav_y >= 2")).await;
+            let res = sql_results(
+                &c,
+                &format!(
+                    "SELECT udf_sum(tile), udf_sum_sig(tile) FROM {table} WHERE nav_index % 3 <> 1 AND nav_y >= 2"
+                ),
+            )
+            .await;
             let mut want_sum = vec![0f64; sy * sx];
             let mut want_sig = vec![f64::NAN; ny * nx];
             for f in (0..ny * nx).filter(|&f| sel(f)) {

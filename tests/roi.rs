@@ -6,11 +6,11 @@ use arrow::array::AsArray;
 use arrow::datatypes::Float32Type;
 use datafusion::physical_plan::collect;
 use std::sync::Arc;
+use tessera::Context;
 use tessera::dataset::DatasetSpec;
 use tessera::geometry::Roi;
 use tessera::scan::{ScanMetrics, scan_metrics};
 use tessera::udf::Results;
-use tessera::Context;
 
 const NY: usize = 16;
 const NX: usize = 16;
@@ -80,7 +80,8 @@ async fn bytes_read_follow_the_roi() {
                 ("WHERE nav_y > 100", 0),
             ];
             for (filter, frames) in cases {
-                let (batches, m) = run(&c, &format!("SELECT udf_sum(tile), udf_sum_sig(tile) FROM scan {filter}")).await;
+                let (batches, m) =
+                    run(&c, &format!("SELECT udf_sum(tile), udf_sum_sig(tile) FROM scan {filter}")).await;
                 assert_eq!(m.scans, 1);
                 assert_eq!(m.frames_read, *frames, "{filter} io{io} p{partitions}");
                 assert_eq!(m.bytes_read, frames * SIG * 4, "{filter}");
@@ -124,7 +125,8 @@ async fn several_udfs_read_the_data_once() {
     let c = ctx(2);
     raw_scan(&c, dir.path(), "");
     let (batches, m) =
-        run(&c, "SELECT udf_sum(tile) AS a, udf_sum_sig(tile) AS b, udf_sum(tile) AS c FROM scan WHERE nav_x < 8").await;
+        run(&c, "SELECT udf_sum(tile) AS a, udf_sum_sig(tile) AS b, udf_sum(tile) AS c FROM scan WHERE nav_x < 8")
+            .await;
     assert_eq!((m.scans, m.frames_read, m.bytes_read), (1, 128, 128 * SIG * 4));
     assert!(same(&results(&batches, 0), &results(&batches, 2)));
 }
@@ -135,8 +137,7 @@ async fn non_nav_predicates_and_semi_joins_stay_correct() {
     let c = ctx(3);
     raw_scan(&c, dir.path(), "");
     let (want, _) = run(&c, "SELECT udf_sum_sig(tile), udf_sum(tile) FROM scan WHERE nav_y < 8").await;
-    let (got, m) =
-        run(&c, "SELECT udf_sum_sig(tile), udf_sum(tile) FROM scan WHERE nav_y < 8 AND tile[1] >= 0").await;
+    let (got, m) = run(&c, "SELECT udf_sum_sig(tile), udf_sum(tile) FROM scan WHERE nav_y < 8 AND tile[1] >= 0").await;
     assert_eq!(m.frames_read, 128, "the nav part is still pushed down");
     assert!(same(&results(&got, 0), &results(&want, 0)));
     assert!(same(&results(&got, 1), &results(&want, 1)));
@@ -144,7 +145,12 @@ async fn non_nav_predicates_and_semi_joins_stay_correct() {
     let text = format!("{:?}", explain.collect().await.unwrap());
     assert!(text.contains("FilterExec"), "the tile predicate is evaluated above the scan");
 
-    c.sql("CREATE TABLE sel AS SELECT * FROM (VALUES (3), (17), (200)) AS t(i)").await.unwrap().collect().await.unwrap();
+    c.sql("CREATE TABLE sel AS SELECT * FROM (VALUES (3), (17), (200)) AS t(i)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let (got, _) = run(&c, "SELECT udf_sum_sig(tile) FROM scan WHERE nav_index IN (SELECT i FROM sel)").await;
     let r = results(&got, 0);
     let valid: Vec<usize> = r.valid.unwrap().iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i).collect();

@@ -29,7 +29,8 @@ fn cell(column: &dyn Array, row: usize) -> String {
     }
     let opts = FormatOptions::default();
     let text = ArrayFormatter::try_new(column, &opts).map(|f| f.value(row).to_string()).unwrap_or_default();
-    if text.is_empty() { "(empty)".into() } else { text }
+    let text = text.trim_end();
+    if text.is_empty() { "(empty)".into() } else { text.to_string() }
 }
 
 #[async_trait]
@@ -46,7 +47,13 @@ impl sqllogictest::AsyncDB for Db {
         let mut rows = Vec::new();
         for b in &batches {
             for r in 0..b.num_rows() {
-                rows.push((0..ncols).map(|c| cell(b.column(c).as_ref(), r)).collect());
+                let cells: Vec<String> = (0..ncols).map(|c| cell(b.column(c).as_ref(), r)).collect();
+                if cells.iter().any(|c| c.contains('\n')) {
+                    // multi-line values (EXPLAIN plans): one output row per line
+                    rows.extend(cells.join(" ").lines().map(|l| vec![l.trim_end().to_string()]));
+                } else {
+                    rows.push(cells);
+                }
             }
         }
         Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; ncols], rows })

@@ -90,7 +90,11 @@ async fn demo(out: &std::path::Path) -> tessera::Result<()> {
     println!("Tessera demo on the synthetic dataset `demo` ({DEMO_SPEC})\n");
     let jobs = [
         ("sum", "sum of all frames (LiberTEM SumUDF)", "SELECT udf_sum(tile) AS sum FROM demo"),
-        ("sumsig", "sum over each frame: a bright-field image (SumSigUDF)", "SELECT udf_sum_sig(tile) AS sumsig FROM demo"),
+        (
+            "sumsig",
+            "sum over each frame: a bright-field image (SumSigUDF)",
+            "SELECT udf_sum_sig(tile) AS sumsig FROM demo",
+        ),
         (
             "roi_disk",
             "both, over a disk-shaped region of interest (radius 10 frames)",

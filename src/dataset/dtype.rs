@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int16Type, Int32Type, UInt8Type,
-    UInt16Type, UInt32Type,
+    ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int16Type, Int32Type, UInt8Type, UInt16Type, UInt32Type,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +36,7 @@ pub enum ByteOrder {
 
 impl ByteOrder {
     /// The machine's own order.
-    pub const NATIVE: ByteOrder =
-        if cfg!(target_endian = "little") { ByteOrder::Little } else { ByteOrder::Big };
+    pub const NATIVE: ByteOrder = if cfg!(target_endian = "little") { ByteOrder::Little } else { ByteOrder::Big };
 }
 
 impl DType {
@@ -162,9 +160,7 @@ impl std::fmt::Display for DType {
 }
 
 /// A native pixel type that Tessera's kernels are generic over.
-pub trait Pixel:
-    arrow::datatypes::ArrowNativeType + Copy + Send + Sync + PartialOrd + Default + 'static
-{
+pub trait Pixel: arrow::datatypes::ArrowNativeType + Copy + Send + Sync + PartialOrd + Default + 'static {
     /// The Arrow primitive type with this native type.
     type Arrow: ArrowPrimitiveType<Native = Self>;
     /// The matching [`DType`].

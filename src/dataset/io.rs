@@ -31,12 +31,11 @@ impl std::panic::RefUnwindSafe for Pooled {}
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) {
-            if let Ok(mut free) = pool.lock() {
-                if free.len() < 8 {
-                    free.push(buf);
-                }
-            }
+        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade())
+            && let Ok(mut free) = pool.lock()
+            && free.len() < 8
+        {
+            free.push(buf);
         }
     }
 }
@@ -148,7 +147,7 @@ impl FrameFile {
                 ),
             ));
         }
-        if data % frame_bytes != 0 {
+        if !data.is_multiple_of(frame_bytes) {
             return Err(Error::format(
                 path,
                 format!(
@@ -163,7 +162,7 @@ impl FrameFile {
         let decoded = geometry.dtype;
         let zero_copy_ok = order == ByteOrder::NATIVE
             && stored == decoded
-            && offset % stored.size() as u64 == 0
+            && offset.is_multiple_of(stored.size() as u64)
             && sync_offset == 0;
         let mmap = match io {
             IoMode::Pread => None,
@@ -238,8 +237,8 @@ impl FrameFile {
                     }
                     let avail = (self.file_frames as i64 - file_frame) as usize;
                     let k = avail.min(count - i);
-                    let dst = &mut out[pos * self.frame_len * self.decoded.size()
-                        ..(pos + k) * self.frame_len * self.decoded.size()];
+                    let dst = &mut out
+                        [pos * self.frame_len * self.decoded.size()..(pos + k) * self.frame_len * self.decoded.size()];
                     self.read_decoded(file_frame as usize, k, dst, &mut scratch)?;
                     i += k;
                     pos += k;

@@ -77,13 +77,15 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
             )));
         }
     }
+    // the opened dataset's spec names its format, so that it reopens without detection
+    let spec = &DatasetSpec { format: Some(format.clone()), ..spec.clone() };
     match format.as_str() {
         "raw" => Ok(Arc::new(formats::raw::RawDataset::open(spec)?)),
         "npy" => Ok(Arc::new(formats::npy::NpyDataset::open(spec)?)),
         "synthetic" => Ok(Arc::new(formats::synthetic::SyntheticDataset::open(spec)?)),
-        "memory" => Err(Error::Spec(
-            "an in-memory dataset cannot be opened from a spec; register the array instead".into(),
-        )),
+        "memory" => {
+            Err(Error::Spec("an in-memory dataset cannot be opened from a spec; register the array instead".into()))
+        }
         other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, synthetic)"))),
     }
 }
@@ -120,7 +122,5 @@ pub(crate) fn required<'a>(spec: &'a DatasetSpec, key: &str, format: &str) -> Re
 
 /// Parses an integer option.
 pub(crate) fn int_option(spec: &DatasetSpec, key: &str) -> Result<Option<i64>> {
-    spec.get(key)
-        .map(|v| v.parse::<i64>().map_err(|_| Error::Spec(format!("{key}={v}: not an integer"))))
-        .transpose()
+    spec.get(key).map(|v| v.parse::<i64>().map_err(|_| Error::Spec(format!("{key}={v}: not an integer")))).transpose()
 }

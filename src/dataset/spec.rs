@@ -24,9 +24,17 @@ pub const KEYS: &[Key] = &[
     Key { name: "sig", formats: "raw, synthetic", help: "frame shape, e.g. 128x128" },
     Key { name: "dtype", formats: "raw, synthetic", help: "numpy dtype name: uint8, uint16, >u2, float32, ..." },
     Key { name: "offset", formats: "raw", help: "bytes to skip at the start of the file" },
-    Key { name: "sync_offset", formats: "raw, npy", help: "frames: positive skips frames, negative inserts blank frames" },
+    Key {
+        name: "sync_offset",
+        formats: "raw, npy",
+        help: "frames: positive skips frames, negative inserts blank frames",
+    },
     Key { name: "seed", formats: "synthetic", help: "random seed of the synthetic generator" },
-    Key { name: "io", formats: "raw, npy", help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian)" },
+    Key {
+        name: "io",
+        formats: "raw, npy",
+        help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian)",
+    },
 ];
 
 /// A serializable description of a dataset: enough to open it again anywhere the paths are visible.
@@ -98,20 +106,23 @@ impl DatasetSpec {
         }
         if !rest.is_empty() {
             for kv in rest.split(',') {
-                let (k, v) = kv.split_once('=').ok_or_else(|| {
-                    Error::Spec(format!("'{kv}' in '{text}' is not key=value"))
-                })?;
+                let (k, v) =
+                    kv.split_once('=').ok_or_else(|| Error::Spec(format!("'{kv}' in '{text}' is not key=value")))?;
                 spec.set(k.trim(), v.trim().to_string())?;
             }
         }
         Ok(spec)
     }
 
-    /// Makes a relative path absolute (against the current directory).
+    /// Makes the path absolute (against the current directory), resolving `..` and links when the
+    /// file exists.
     pub fn absolutize(&mut self) -> Result<()> {
         if let Some(p) = &self.path {
             let pb = std::path::Path::new(p);
-            if pb.is_relative() {
+            if let Ok(canonical) = std::fs::canonicalize(pb) {
+                self.path = Some(canonical.to_string_lossy().into_owned());
+            } else if pb.is_relative() {
+                // a glob or a file that does not exist (yet): make it absolute without resolving
                 let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
                 self.path = Some(cwd.join(pb).to_string_lossy().into_owned());
             }
@@ -124,10 +135,10 @@ impl std::fmt::Display for DatasetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts: Vec<String> = Vec::new();
         parts.push(self.path.clone().unwrap_or_else(|| "synthetic".into()));
-        if let Some(fmt) = &self.format {
-            if self.path.is_some() {
-                parts.push(format!("format={fmt}"));
-            }
+        if let Some(fmt) = &self.format
+            && self.path.is_some()
+        {
+            parts.push(format!("format={fmt}"));
         }
         parts.extend(self.options.iter().map(|(k, v)| format!("{k}={v}")));
         f.write_str(&parts.join(","))

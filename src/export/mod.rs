@@ -35,9 +35,13 @@ pub fn provenance_options(
         return Vec::new();
     }
     let datasets = serde_json::to_string(datasets).unwrap_or_default();
-    [(keys::VERSION, env!("CARGO_PKG_VERSION").to_string()), (keys::QUERY, query.to_string()), (keys::DATASETS, datasets)]
-        .into_iter()
-        .map(|(k, v)| (format!("format.metadata::{k}"), Value::SingleQuotedString(v)))
-        .filter(|(k, _)| !copy.options.iter().any(|(o, _)| o == k))
-        .collect()
+    [
+        (keys::VERSION, env!("CARGO_PKG_VERSION").to_string()),
+        (keys::QUERY, query.to_string()),
+        (keys::DATASETS, datasets),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("format.metadata::{k}"), Value::SingleQuotedString(v)))
+    .filter(|(k, _)| !copy.options.iter().any(|(o, _)| o == k))
+    .collect()
 }

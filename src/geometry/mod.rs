@@ -43,8 +43,7 @@ impl Shape {
             .map(|p| p.trim())
             .filter(|p| !p.is_empty())
             .map(|p| {
-                p.parse::<usize>()
-                    .map_err(|_| Error::Spec(format!("bad shape '{text}': '{p}' is not a whole number")))
+                p.parse::<usize>().map_err(|_| Error::Spec(format!("bad shape '{text}': '{p}' is not a whole number")))
             })
             .collect();
         let dims = dims?;

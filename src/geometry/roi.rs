@@ -12,10 +12,10 @@ impl Roi {
     /// Every frame selected.
     pub fn all(len: usize) -> Self {
         let mut bits = vec![u64::MAX; len.div_ceil(64)];
-        if len % 64 != 0 {
-            if let Some(last) = bits.last_mut() {
-                *last = (1u64 << (len % 64)) - 1;
-            }
+        if !len.is_multiple_of(64)
+            && let Some(last) = bits.last_mut()
+        {
+            *last = (1u64 << (len % 64)) - 1;
         }
         Roi { bits, len, count: len }
     }

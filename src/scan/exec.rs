@@ -3,8 +3,8 @@
 use super::roi::nav_columns;
 use crate::dataset::{BufferPool, Dataset};
 use crate::geometry::Roi;
-use arrow::array::{ArrayRef, FixedSizeListArray, make_array};
 use arrow::array::{ArrayData, RecordBatchOptions};
+use arrow::array::{ArrayRef, FixedSizeListArray, make_array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::stats::Precision;
@@ -96,11 +96,7 @@ impl DisplayAs for TileScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         let g = self.dataset.geometry();
         let cols: Vec<&str> = self.projection.iter().map(|&i| self.table_schema.field(i).name().as_str()).collect();
-        write!(
-            f,
-            "TileScanExec: table={}, nav={}, sig={}, dtype={}, roi=",
-            self.table, g.nav, g.sig, g.dtype
-        )?;
+        write!(f, "TileScanExec: table={}, nav={}, sig={}, dtype={}, roi=", self.table, g.nav, g.sig, g.dtype)?;
         match &self.roi_text {
             Some(t) => write!(f, "[{t}]")?,
             None => write!(f, "all")?,
@@ -239,10 +235,7 @@ impl BatchReader {
                 let DataType::FixedSizeList(item, size) = self.schema.field(pos).data_type().clone() else {
                     unreachable!("the tile column is a FixedSizeList")
                 };
-                let values = ArrayData::builder(g.dtype.arrow())
-                    .len(n * g.sig.size())
-                    .add_buffer(buffer)
-                    .build()?;
+                let values = ArrayData::builder(g.dtype.arrow()).len(n * g.sig.size()).add_buffer(buffer).build()?;
                 let tiles = FixedSizeListArray::try_new(item, size, make_array(values), None)?;
                 cols.push(Arc::new(tiles));
             } else {

@@ -124,12 +124,12 @@ pub fn scan_metrics(plan: &Arc<dyn ExecutionPlan>) -> ScanMetrics {
 }
 
 fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, m: &mut ScanMetrics) {
-    if plan.name() == "TileScanExec" {
-        if let Some(set) = plan.metrics() {
-            m.bytes_read += set.sum_by_name(metric::BYTES_READ).map_or(0, |v| v.as_usize());
-            m.frames_read += set.sum_by_name(metric::FRAMES_READ).map_or(0, |v| v.as_usize());
-            m.scans += 1;
-        }
+    if plan.name() == "TileScanExec"
+        && let Some(set) = plan.metrics()
+    {
+        m.bytes_read += set.sum_by_name(metric::BYTES_READ).map_or(0, |v| v.as_usize());
+        m.frames_read += set.sum_by_name(metric::FRAMES_READ).map_or(0, |v| v.as_usize());
+        m.scans += 1;
     }
     for child in plan.children() {
         collect_metrics(child, m);

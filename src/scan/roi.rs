@@ -8,9 +8,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result, exec_err, plan_err};
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -43,9 +41,7 @@ pub fn nav_columns(nav: &Shape, runs: &[(usize, usize)]) -> Vec<ArrayRef> {
 pub fn is_nav_only(expr: &Expr, nav: &Shape) -> bool {
     let names = nav_column_names(nav);
     let refs = expr.column_refs();
-    !refs.is_empty()
-        && refs.iter().all(|c| c.name == "nav_index" || names.iter().any(|n| *n == c.name))
-        && !expr.is_volatile()
+    !refs.is_empty() && refs.iter().all(|c| c.name == "nav_index" || names.contains(&c.name)) && !expr.is_volatile()
 }
 
 /// Evaluates the conjunction of `filters` over the whole nav grid. Frames where the predicate is

@@ -13,12 +13,12 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray
 use arrow::compute::{cast, filter, is_not_null};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, internal_err, plan_err};
+use datafusion::logical_expr::expr::AggregateFunctionParams;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, TypeSignature, Volatility,
 };
-use datafusion::logical_expr::expr::AggregateFunctionParams;
 use std::sync::Arc;
 
 /// Name of the nav mask field in every result struct that has nav buffers.
@@ -106,14 +106,14 @@ impl UdfAggregate {
                 first.data_type()
             );
         };
-        if let Some(second) = args.get(1) {
-            if second.data_type() != &DataType::Int64 {
-                return plan_err!(
-                    "{}: the second argument must be the frames' nav_index (Int64), got {}",
-                    self.name,
-                    second.data_type()
-                );
-            }
+        if let Some(second) = args.get(1)
+            && second.data_type() != &DataType::Int64
+        {
+            return plan_err!(
+                "{}: the second argument must be the frames' nav_index (Int64), got {}",
+                self.name,
+                second.data_type()
+            );
         }
         let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset };
         let decls = self.udf.buffers(&meta).map_err(datafusion::error::DataFusionError::from)?.decls().to_vec();
@@ -213,7 +213,8 @@ impl AggregateUDFImpl for UdfAggregate {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let (_, decls) = self.plan(args.input_fields)?;
         let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
-        let mut fields = vec![Arc::new(Field::new(format_state_name(args.name, "nav_index"), list(DataType::Int64), true))];
+        let mut fields =
+            vec![Arc::new(Field::new(format_state_name(args.name, "nav_index"), list(DataType::Int64), true))];
         for d in decls.iter().filter(|d| !d.result_only) {
             fields.push(Arc::new(Field::new(format_state_name(args.name, &d.name), list(DataType::Float64), true)));
         }

@@ -124,7 +124,12 @@ pub struct Views<'a> {
 }
 
 impl<'a> Views<'a> {
-    pub(crate) fn new(decls: &'a [BufferDecl], data: Vec<Option<&'a mut [f64]>>, rows: usize, sig: &'a [usize]) -> Self {
+    pub(crate) fn new(
+        decls: &'a [BufferDecl],
+        data: Vec<Option<&'a mut [f64]>>,
+        rows: usize,
+        sig: &'a [usize],
+    ) -> Self {
         Views { decls, data, rows, sig }
     }
 

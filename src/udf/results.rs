@@ -63,6 +63,7 @@ impl ResultBuffer {
         each_variant!(self, a => a.shape())
     }
     /// The values widened to f64 (exact except for 64-bit integers beyond 2^53).
+    #[allow(clippy::unnecessary_cast)] // the F64 arm casts f64 to f64
     pub fn to_f64(&self) -> ArrayD<f64> {
         each_variant!(self, a => a.mapv(|v| v as f64))
     }

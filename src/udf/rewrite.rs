@@ -6,13 +6,13 @@
 
 use super::UdfAggregate;
 use crate::tensor::tile_geometry;
+use datafusion::common::ExprSchema;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
-use datafusion::logical_expr::Expr;
-use datafusion::common::ExprSchema;
 
 /// The analyzer rewrite that adds `nav_index` to Tessera UDF calls.
 #[derive(Debug, Default)]

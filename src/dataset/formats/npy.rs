@@ -135,7 +135,15 @@ impl NpyDataset {
         // the file must hold exactly the array its header announces
         let file = FrameFile::open(path, header.data_offset, header.dtype, header.order, &file_geometry, 0, io)?;
         let file = if sync_offset != 0 || geometry.nav.size() != file_geometry.nav.size() {
-            FrameFile::open(path, header.data_offset, header.dtype, header.order, &geometry, sync_offset, IoMode::Pread)?
+            FrameFile::open(
+                path,
+                header.data_offset,
+                header.dtype,
+                header.order,
+                &geometry,
+                sync_offset,
+                IoMode::Pread,
+            )?
         } else {
             file
         };
@@ -208,12 +216,8 @@ mod tests {
 
     #[test]
     fn header_dict() {
-        let h = NpyHeader::parse_dict(
-            "{'descr': '>u2', 'fortran_order': False, 'shape': (2, 3, 4, 5), }",
-            128,
-            1,
-        )
-        .unwrap();
+        let h =
+            NpyHeader::parse_dict("{'descr': '>u2', 'fortran_order': False, 'shape': (2, 3, 4, 5), }", 128, 1).unwrap();
         assert_eq!(h.shape, vec![2, 3, 4, 5]);
         assert_eq!((h.dtype, h.order), (DType::U16, ByteOrder::Big));
         let f = NpyHeader::parse_dict("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 128, 1);

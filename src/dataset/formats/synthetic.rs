@@ -45,11 +45,7 @@ impl SyntheticDataset {
     fn frame<T: Pixel>(&self, index: usize, out: &mut [T]) {
         let g = &self.geometry;
         let nav = g.nav.dims();
-        let (ny, nx) = if nav.len() >= 2 {
-            (nav[nav.len() - 2], nav[nav.len() - 1])
-        } else {
-            (1, nav[0])
-        };
+        let (ny, nx) = if nav.len() >= 2 { (nav[nav.len() - 2], nav[nav.len() - 1]) } else { (1, nav[0]) };
         let (iy, ix) = ((index / nx) % ny, index % nx);
         let (sy, sx) = (g.sig.dims()[0] as f64, g.sig.dims()[1] as f64);
         let tau = std::f64::consts::TAU;
@@ -145,7 +141,7 @@ impl Dataset for SyntheticDataset {
 /// Views aligned bytes as pixels.
 fn bytemuck_cast<T: Pixel>(bytes: &mut [u8]) -> &mut [T] {
     let size = std::mem::size_of::<T>();
-    assert!(bytes.as_ptr() as usize % std::mem::align_of::<T>() == 0 && bytes.len() % size == 0);
+    assert!((bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) && bytes.len().is_multiple_of(size));
     // SAFETY: alignment and length were checked just above; every bit pattern is a valid pixel
     // value (integers and floats), and the returned slice borrows `bytes` mutably.
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
