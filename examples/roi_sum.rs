@@ -35,7 +35,10 @@ async fn main() -> tessera::Result<()> {
 
     // Export
     let out = std::env::temp_dir().join("tessera_example.parquet");
-    ctx.sql(&format!("COPY (SELECT udf_sum_sig(tile) AS bf FROM scan) TO '{}'", out.display())).await?.collect().await?;
+    ctx.sql(&format!("COPY (SELECT udf_sum_sig(tile) AS bf FROM scan) TO '{}'", out.display()))
+        .await?
+        .collect()
+        .await?;
     println!("wrote {}", out.display());
     Ok(())
 }

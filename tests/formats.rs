@@ -163,3 +163,36 @@ async fn mmap_and_pread_agree_and_synthetic_is_deterministic() {
     let v = one.buffers["intensity"].to_f64();
     assert!(v.iter().all(|x| x.is_finite() && *x > 0.0));
 }
+
+#[tokio::test]
+async fn raw_file_series_from_a_glob() {
+    let dir = tempdir();
+    // 6 frames over three files of 1, 2 and 3 frames, each with a 4-byte header
+    let mut frame = 0;
+    for (i, k) in [1usize, 2, 3].iter().enumerate() {
+        let mut bytes = vec![0xEE; 4];
+        for _ in 0..*k {
+            bytes.extend((0..20).flat_map(|p| (value(frame * 20 + p) as u16).to_le_bytes()));
+            frame += 1;
+        }
+        std::fs::write(dir.path().join(format!("part{i}.bin")), bytes).unwrap();
+    }
+    let glob = format!("{}/part*.bin", dir.path().display());
+    let spec = format!("{glob},format=raw,nav=2x3,sig=4x5,dtype=uint16,offset=4");
+    assert_eq!(sums(&spec).await, expected(&(0..6).map(Some).collect::<Vec<_>>()));
+    let (sum, sig) = sums(&format!("{spec},sync_offset=-2")).await;
+    assert_eq!((sum, sig), expected(&[None, None, Some(0), Some(1), Some(2), Some(3)]));
+    let msg = tessera::dataset::open(
+        &DatasetSpec::parse(&format!("{glob},format=raw,nav=7,sig=4x5,dtype=uint16,offset=4")).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("3 files") && msg.contains("hold 6 frames") && msg.contains("needs 7"), "{msg}");
+    let msg = tessera::dataset::open(
+        &DatasetSpec::parse(&format!("{}/nothing*.bin,format=raw,nav=1,sig=4x5,dtype=u2", dir.path().display()))
+            .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("no files match"), "{msg}");
+}

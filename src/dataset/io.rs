@@ -90,33 +90,38 @@ impl IoMode {
     }
 }
 
-/// A file holding frames back to back at a byte offset (raw, npy): the shared reader of both formats.
+/// One file of frames back to back after a byte offset.
 #[derive(Debug)]
-pub(crate) struct FrameFile {
+struct FrameFile {
     path: String,
     file: File,
     mmap: Option<Arc<Mmap>>,
-    /// Byte offset of file frame 0.
     offset: u64,
-    /// Element type as stored.
-    stored: DType,
-    order: ByteOrder,
-    /// Elements per frame.
-    frame_len: usize,
-    /// Frames the file holds.
-    file_frames: usize,
-    /// Dataset frame i is file frame i + sync_offset (blank when outside the file).
-    sync_offset: i64,
-    /// Decoded pixel type.
-    decoded: DType,
+    frames: usize,
 }
 
-impl FrameFile {
-    /// Opens `path`, checking that the file holds whole frames. With `exact`, the data after
-    /// `offset` must be exactly `nav × sig` elements (when `sync_offset` is 0).
+/// Frames stored back to back in one file or a series of files (raw, npy), each after the same byte
+/// offset: the shared reader of those formats. Dataset frame `i` is frame `i + sync_offset` of the
+/// concatenated files; frames outside them read as blank (zeros).
+#[derive(Debug)]
+pub(crate) struct FrameFiles {
+    files: Vec<FrameFile>,
+    /// First frame of each file in the concatenation, and the total at the end.
+    starts: Vec<usize>,
+    stored: DType,
+    order: ByteOrder,
+    decoded: DType,
+    /// Elements per frame.
+    frame_len: usize,
+    sync_offset: i64,
+}
+
+impl FrameFiles {
+    /// Opens the files, checking that each holds whole frames after `offset` and, without
+    /// `sync_offset`, that together they hold exactly the frames of `geometry`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
-        path: &str,
+        paths: &[String],
         offset: u64,
         stored: DType,
         order: ByteOrder,
@@ -124,122 +129,140 @@ impl FrameFile {
         sync_offset: i64,
         io: IoMode,
     ) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let frame_len = geometry.sig.size();
         let frame_bytes = (frame_len * stored.size()) as u64;
-        let need = offset + frame_bytes * geometry.n_frames() as u64;
-        if size < offset {
-            return Err(Error::format(path, format!("file has {size} bytes, less than the offset {offset}")));
-        }
-        let data = size - offset;
-        if sync_offset == 0 && size != need {
-            return Err(Error::format(
-                path,
-                format!(
-                    "size does not match the shape: expected {need} bytes (nav {} × sig {} × {} B{}), \
-                     the file has {size} bytes{}",
-                    geometry.nav,
-                    geometry.sig,
-                    stored.size(),
-                    if offset > 0 { format!(" + offset {offset}") } else { String::new() },
-                    if size < need { " (truncated?)" } else { "" }
-                ),
-            ));
-        }
-        if !data.is_multiple_of(frame_bytes) {
-            return Err(Error::format(
-                path,
-                format!(
-                    "{data} bytes after the offset are not a whole number of {frame_bytes}-byte frames \
-                     (sig {} × {} B)",
-                    geometry.sig,
-                    stored.size()
-                ),
-            ));
-        }
-        let file_frames = (data / frame_bytes) as usize;
         let decoded = geometry.dtype;
         let zero_copy_ok = order == ByteOrder::NATIVE
             && stored == decoded
             && offset.is_multiple_of(stored.size() as u64)
             && sync_offset == 0;
-        let mmap = match io {
-            IoMode::Pread => None,
-            IoMode::Auto | IoMode::Mmap if zero_copy_ok && size > 0 => {
+        if io == IoMode::Mmap && !zero_copy_ok {
+            return Err(Error::Spec(format!(
+                "{}: io=mmap needs native byte order, no dtype conversion, an offset aligned to the pixel size \
+                 and no sync_offset",
+                paths.first().map_or("", |p| p.as_str())
+            )));
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        let mut starts = vec![0];
+        for path in paths {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+            let need = offset + frame_bytes * geometry.n_frames() as u64;
+            if paths.len() == 1 && sync_offset == 0 && size != need {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "size does not match the shape: expected {need} bytes (nav {} × sig {} × {} B{}), the \
+                         file has {size} bytes{}",
+                        geometry.nav,
+                        geometry.sig,
+                        stored.size(),
+                        if offset > 0 { format!(" + offset {offset}") } else { String::new() },
+                        if size < need { " (truncated?)" } else { "" }
+                    ),
+                ));
+            }
+            if size < offset || !(size - offset).is_multiple_of(frame_bytes) {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "{size} bytes are not the offset {offset} plus a whole number of {frame_bytes}-byte frames \
+                         (sig {} × {} B): truncated or wrong shape?",
+                        geometry.sig,
+                        stored.size()
+                    ),
+                ));
+            }
+            let frames = ((size - offset) / frame_bytes) as usize;
+            let mmap = if io != IoMode::Pread && zero_copy_ok && size > 0 {
                 // SAFETY: the file's size was checked above; a file truncated by another process
-                // while mapped would raise SIGBUS, which is why `io=pread` exists for files that
-                // may change while they are read.
-                let m = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-                Some(Arc::new(m))
-            }
-            IoMode::Mmap => {
-                return Err(Error::Spec(format!(
-                    "{path}: io=mmap needs native byte order, no dtype conversion, an offset aligned to \
-                     the pixel size and no sync_offset"
-                )));
-            }
-            IoMode::Auto => None,
-        };
-        Ok(FrameFile {
-            path: path.to_string(),
-            file,
-            mmap,
-            offset,
-            stored,
-            order,
-            frame_len,
-            file_frames,
-            sync_offset,
-            decoded,
-        })
+                // while mapped would raise SIGBUS, which is why `io=pread` exists for files that may
+                // change while they are read.
+                Some(Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?))
+            } else {
+                None
+            };
+            starts.push(starts.last().expect("starts has one entry per file plus one") + frames);
+            files.push(FrameFile { path: path.clone(), file, mmap, offset, frames });
+        }
+        let total = *starts.last().expect("starts is never empty");
+        if sync_offset == 0 && total != geometry.n_frames() {
+            return Err(Error::Shape(format!(
+                "{} files ({} ...) hold {total} frames of sig {}, but nav {} needs {}",
+                paths.len(),
+                paths.first().map_or("", |p| p.as_str()),
+                geometry.sig,
+                geometry.nav,
+                geometry.n_frames()
+            )));
+        }
+        Ok(FrameFiles { files, starts, stored, order, decoded, frame_len, sync_offset })
     }
 
-    /// Frames stored in the file.
+    /// Frames stored in the files.
     pub(crate) fn file_frames(&self) -> usize {
-        self.file_frames
+        *self.starts.last().expect("starts is never empty")
     }
 
-    /// Whether reads are zero-copy from a memory map.
+    /// Number of files.
+    pub(crate) fn n_files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether reads are zero-copy from memory maps.
     pub(crate) fn is_mapped(&self) -> bool {
-        self.mmap.is_some()
+        self.files.iter().all(|f| f.mmap.is_some())
+    }
+
+    /// The file holding concatenated frame `g`, and `g`'s index in it.
+    fn locate(&self, g: usize) -> (usize, usize) {
+        let i = self.starts.partition_point(|&s| s <= g) - 1;
+        (i, g - self.starts[i])
     }
 
     /// Reads the frames of `runs` (dataset frame indices), decoded.
     pub(crate) fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         let frame_bytes = self.frame_len * self.stored.size();
-        if let (Some(m), [(start, count)]) = (&self.mmap, runs) {
-            let begin = self.offset as usize + start * frame_bytes;
-            let len = count * frame_bytes;
-            let bytes = &m[begin..begin + len];
-            let ptr = NonNull::new(bytes.as_ptr() as *mut u8).expect("mapped memory is never null");
-            // SAFETY: the range lies inside the mapping (checked against the file size at open);
-            // the Arc<Mmap> owner keeps the mapping alive as long as the Buffer exists. The pointer
-            // is aligned to the pixel size because the mapping is page aligned and the offset and
-            // frame size are multiples of the pixel size (checked at open).
-            return Ok(unsafe { Buffer::from_custom_allocation(ptr, len, m.clone()) });
+        if let [(start, count)] = runs
+            && self.sync_offset == 0
+        {
+            let (fi, local) = self.locate(*start);
+            let f = &self.files[fi];
+            if let Some(m) = &f.mmap
+                && local + count <= f.frames
+            {
+                let begin = f.offset as usize + local * frame_bytes;
+                let len = count * frame_bytes;
+                let bytes = &m[begin..begin + len];
+                let ptr = NonNull::new(bytes.as_ptr() as *mut u8).expect("mapped memory is never null");
+                // SAFETY: the range lies inside the mapping (checked against the file size at open);
+                // the Arc<Mmap> owner keeps the mapping alive as long as the Buffer exists. The
+                // pointer is aligned to the pixel size because the mapping is page aligned and the
+                // offset and frame size are multiples of the pixel size (checked at open).
+                return Ok(unsafe { Buffer::from_custom_allocation(ptr, len, m.clone()) });
+            }
         }
         let n: usize = runs.iter().map(|r| r.1).sum();
-        let out_bytes = n * self.frame_len * self.decoded.size();
-        pool.fill(out_bytes, |out| {
+        let out_frame = self.frame_len * self.decoded.size();
+        let total = self.file_frames() as i64;
+        pool.fill(n * out_frame, |out| {
             let mut scratch = Vec::new();
             let mut pos = 0usize; // frames written
             for &(start, count) in runs {
-                // split the run into the part inside the file and blank frames outside it
                 let mut i = 0;
                 while i < count {
-                    let file_frame = (start + i) as i64 + self.sync_offset;
-                    if file_frame < 0 || file_frame >= self.file_frames as i64 {
-                        // blank frame (sync_offset): zeros are already there
+                    let g = (start + i) as i64 + self.sync_offset;
+                    if g < 0 || g >= total {
+                        // blank frame (sync_offset): the pool hands out zeroed buffers
                         i += 1;
                         pos += 1;
                         continue;
                     }
-                    let avail = (self.file_frames as i64 - file_frame) as usize;
-                    let k = avail.min(count - i);
-                    let dst = &mut out
-                        [pos * self.frame_len * self.decoded.size()..(pos + k) * self.frame_len * self.decoded.size()];
-                    self.read_decoded(file_frame as usize, k, dst, &mut scratch)?;
+                    let (fi, local) = self.locate(g as usize);
+                    let k = (self.files[fi].frames - local).min(count - i);
+                    let dst = &mut out[pos * out_frame..(pos + k) * out_frame];
+                    self.read_decoded(&self.files[fi], local, k, dst, &mut scratch)?;
                     i += k;
                     pos += k;
                 }
@@ -248,10 +271,17 @@ impl FrameFile {
         })
     }
 
-    /// Reads `count` file frames from `first` into `dst`, decoding byte order and dtype.
-    fn read_decoded(&self, first: usize, count: usize, dst: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
+    /// Reads `count` frames of `f` from `first` into `dst`, decoding byte order and dtype.
+    fn read_decoded(
+        &self,
+        f: &FrameFile,
+        first: usize,
+        count: usize,
+        dst: &mut [u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
         let frame_bytes = self.frame_len * self.stored.size();
-        let pos = self.offset + (first * frame_bytes) as u64;
+        let pos = f.offset + (first * frame_bytes) as u64;
         let len = count * frame_bytes;
         let same = self.stored == self.decoded;
         let raw: &mut [u8] = if same {
@@ -260,10 +290,10 @@ impl FrameFile {
             scratch.resize(len, 0);
             &mut scratch[..]
         };
-        match &self.mmap {
+        match &f.mmap {
             Some(m) => raw.copy_from_slice(&m[pos as usize..pos as usize + len]),
-            None => self.file.read_exact_at(raw, pos).map_err(|e| {
-                Error::io(&self.path, std::io::Error::new(e.kind(), format!("reading {len} bytes at {pos}: {e}")))
+            None => f.file.read_exact_at(raw, pos).map_err(|e| {
+                Error::io(&f.path, std::io::Error::new(e.kind(), format!("reading {len} bytes at {pos}: {e}")))
             })?,
         }
         if self.order != ByteOrder::NATIVE {
@@ -274,6 +304,26 @@ impl FrameFile {
         }
         Ok(())
     }
+}
+
+/// Expands a path that may be a glob into the sorted list of files it names.
+pub(crate) fn expand_paths(path: &str) -> Result<Vec<String>> {
+    if !path.contains(['*', '?', '[']) {
+        return Ok(vec![path.to_string()]);
+    }
+    let entries = glob::glob(path).map_err(|e| Error::Spec(format!("bad glob '{path}': {e}")))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let p = entry.map_err(|e| Error::io(path, e.into()))?;
+        if p.is_file() {
+            paths.push(p.to_string_lossy().into_owned());
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::Spec(format!("no files match '{path}'")));
+    }
+    paths.sort();
+    Ok(paths)
 }
 
 /// Reverses the bytes of each `width`-byte element.

@@ -449,6 +449,13 @@ impl<U: Udf> UdfAccumulator<U> {
     }
 }
 
+/// A one-row list scalar holding `values` (moved, not copied).
+fn one_list(values: ArrayRef) -> ScalarValue {
+    let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths([values.len()]);
+    ScalarValue::List(Arc::new(ListArray::new(field, offsets, values, None)))
+}
+
 /// Converts f64 values to a result dtype (rounding for floats, saturating for integers).
 fn to_dtype(values: Vec<f64>, dtype: DType) -> Result<ArrayRef> {
     let arr: ArrayRef = Arc::new(Float64Array::from(values));
@@ -496,21 +503,11 @@ impl<U: Udf> Accumulator for UdfAccumulator<U> {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.finish_partition()?;
-        let idx = Int64Array::from(std::mem::take(&mut self.part.nav_index));
-        let mut out = vec![ScalarValue::List(Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
-            std::iter::once(Some(idx.values().iter().map(|v| Some(*v)).collect::<Vec<_>>())),
-        )))];
+        let mut out = vec![one_list(Arc::new(Int64Array::from(std::mem::take(&mut self.part.nav_index))))];
         for (d, b) in self.decls.iter().zip(self.part.bufs.iter_mut()) {
-            if d.result_only {
-                continue;
+            if !d.result_only {
+                out.push(one_list(Arc::new(Float64Array::from(std::mem::take(b)))));
             }
-            let values = Float64Array::from(std::mem::take(b));
-            out.push(ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new("item", DataType::Float64, true)),
-                arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
-                Arc::new(values),
-                None,
-            ))));
         }
         Ok(out)
     }

@@ -5,7 +5,7 @@
 //! scan. `nav=` reinterprets the scan shape.
 
 use super::reinterpret_nav;
-use crate::dataset::io::{FrameFile, IoMode, decoded_dtype};
+use crate::dataset::io::{FrameFiles, IoMode, decoded_dtype};
 use crate::dataset::{BufferPool, ByteOrder, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -108,7 +108,7 @@ pub struct NpyDataset {
     spec: DatasetSpec,
     geometry: Geometry,
     header: NpyHeader,
-    file: FrameFile,
+    file: FrameFiles,
 }
 
 impl NpyDataset {
@@ -132,21 +132,13 @@ impl NpyDataset {
         let geometry = reinterpret_nav(spec, geometry, path)?;
         let sync_offset = int_option(spec, "sync_offset")?.unwrap_or(0);
         let io = IoMode::parse(spec.get("io"))?;
-        // the file must hold exactly the array its header announces
-        let file = FrameFile::open(path, header.data_offset, header.dtype, header.order, &file_geometry, 0, io)?;
-        let file = if sync_offset != 0 || geometry.nav.size() != file_geometry.nav.size() {
-            FrameFile::open(
-                path,
-                header.data_offset,
-                header.dtype,
-                header.order,
-                &geometry,
-                sync_offset,
-                IoMode::Pread,
-            )?
-        } else {
-            file
-        };
+        // the file must hold exactly the array its header announces; sync_offset then shifts frames
+        let paths = [path.to_string()];
+        let (offset, dtype, order) = (header.data_offset, header.dtype, header.order);
+        let mut file = FrameFiles::open(&paths, offset, dtype, order, &file_geometry, 0, io)?;
+        if sync_offset != 0 {
+            file = FrameFiles::open(&paths, offset, dtype, order, &geometry, sync_offset, IoMode::Pread)?;
+        }
         Ok(NpyDataset { spec: spec.clone(), geometry, header, file })
     }
 }
