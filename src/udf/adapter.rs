@@ -5,20 +5,19 @@
 //! final step scatters nav values into the full grid and merges the rest with [`Udf::merge`].
 
 use super::buffers::{BufferDecl, Kind, Views};
-use super::{Meta, Method, Tile, Udf};
+use super::{Args, Meta, Method, Tile, Udf};
 use crate::dataset::{DType, Pixel};
 use crate::tensor::{one_tensor, tensor_field, tile_geometry};
 use crate::with_pixel_type;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt8Array};
 use arrow::compute::{cast, filter, is_not_null};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, internal_err, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::expr::AggregateFunctionParams;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, TypeSignature, Volatility,
-};
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, Volatility};
+use datafusion::physical_expr::expressions::Literal;
 use std::sync::Arc;
 
 /// Name of the nav mask field in every result struct that has nav buffers.
@@ -27,25 +26,29 @@ pub const VALID: &str = "valid";
 /// A type-erased UDF, so that one non-generic aggregate type serves every UDF (and can be recognised
 /// by downcasting).
 trait ErasedUdf: Send + Sync + std::fmt::Debug {
-    fn buffers(&self, meta: &Meta) -> crate::Result<super::Buffers>;
-    fn accumulator(&self, meta: Meta, decls: Vec<BufferDecl>) -> Box<dyn Accumulator>;
+    fn params(&self) -> &'static [&'static str];
+    fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<super::Buffers>;
+    fn accumulator(&self, meta: Meta, args: &Args, decls: Vec<BufferDecl>) -> crate::Result<Box<dyn Accumulator>>;
     fn key(&self) -> String;
 }
 
 impl<U: Udf> ErasedUdf for U {
-    fn buffers(&self, meta: &Meta) -> crate::Result<super::Buffers> {
-        Udf::buffers(self, meta)
+    fn params(&self) -> &'static [&'static str] {
+        Udf::params(self)
     }
-    fn accumulator(&self, meta: Meta, decls: Vec<BufferDecl>) -> Box<dyn Accumulator> {
-        Box::new(UdfAccumulator::new(self.clone(), meta, decls))
+    fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<super::Buffers> {
+        self.configure(meta, args)?.buffers(meta)
+    }
+    fn accumulator(&self, meta: Meta, args: &Args, decls: Vec<BufferDecl>) -> crate::Result<Box<dyn Accumulator>> {
+        Ok(Box::new(UdfAccumulator::new(self.configure(&meta, args)?, meta, decls)))
     }
     fn key(&self) -> String {
         format!("{self:?}")
     }
 }
 
-/// A [`Udf`] as a DataFusion aggregate function. Called as `name(tile)`; the planner adds the
-/// frames' `nav_index` as a hidden second argument (see [`NavIndexRewrite`](super::NavIndexRewrite)).
+/// A [`Udf`] as a DataFusion aggregate function, called as `name(tile, params...)`; the analyzer adds
+/// the frames' `nav_index` as a hidden last argument (see [`NavIndexRewrite`](super::NavIndexRewrite)).
 #[derive(Debug)]
 pub struct UdfAggregate {
     name: String,
@@ -79,11 +82,13 @@ pub fn aggregate<U: Udf>(udf: U) -> AggregateUDF {
 impl UdfAggregate {
     /// The aggregate for `udf`.
     pub fn new<U: Udf>(udf: U) -> Self {
-        UdfAggregate {
-            name: Udf::name(&udf).to_string(),
-            signature: Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Immutable),
-            udf: Arc::new(udf),
+        let mut signature = Signature::user_defined(Volatility::Immutable);
+        let params = Udf::params(&udf);
+        if !params.is_empty() {
+            let names: Vec<&str> = std::iter::once("tile").chain(params.iter().copied()).collect();
+            signature = signature.with_parameter_names(names).expect("parameter names of a user-defined signature");
         }
+        UdfAggregate { name: Udf::name(&udf).to_string(), signature, udf: Arc::new(udf) }
     }
 
     /// Whether an aggregate function is a Tessera UDF.
@@ -92,11 +97,46 @@ impl UdfAggregate {
         inner.downcast_ref::<UdfAggregate>().is_some()
     }
 
-    /// Meta and validated buffers from the argument fields.
-    fn plan(&self, args: &[FieldRef]) -> Result<(Meta, Vec<BufferDecl>)> {
-        let Some(first) = args.first() else {
-            return plan_err!("{} expects a tile column as its argument", self.name);
+    /// Splits the arguments: the tile, the UDF's parameters, and whether the hidden nav_index (the
+    /// last argument, an Int64 field named nav_index) is there.
+    fn split<'a>(&self, fields: &'a [FieldRef]) -> Result<(&'a FieldRef, &'a [FieldRef], bool)> {
+        let Some(first) = fields.first() else {
+            return plan_err!("{} expects a tile column as its first argument", self.name);
         };
+        let has_nav = fields.len() >= 2 && {
+            let last = &fields[fields.len() - 1];
+            last.name() == "nav_index" && last.data_type() == &DataType::Int64
+        };
+        let params = &fields[1..fields.len() - usize::from(has_nav)];
+        let expected = self.udf.params();
+        if params.len() > expected.len() {
+            let names = if expected.is_empty() { "none".to_string() } else { expected.join(", ") };
+            return plan_err!(
+                "{} takes {} parameter(s) after the tile ({names}), got {}{}",
+                self.name,
+                expected.len(),
+                params.len(),
+                if expected.is_empty() && params.len() == 1 {
+                    format!(
+                        "; the second argument must be the frames' nav_index (Int64), got {}",
+                        params[0].data_type()
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok((first, params, has_nav))
+    }
+
+    /// Meta, configured buffers and whether nav_index is passed, from the argument fields (and the
+    /// parameter values where known).
+    fn plan(
+        &self,
+        fields: &[FieldRef],
+        values: Vec<Option<ScalarValue>>,
+    ) -> Result<(Meta, Args, Vec<BufferDecl>, bool)> {
+        let (first, params, has_nav) = self.split(fields)?;
         let Some((geometry, dataset)) = tile_geometry(first) else {
             return plan_err!(
                 "{} expects a tile column (arrow.fixed_shape_tensor from a Tessera dataset table), got \
@@ -106,46 +146,46 @@ impl UdfAggregate {
                 first.data_type()
             );
         };
-        if let Some(second) = args.get(1)
-            && second.data_type() != &DataType::Int64
-        {
-            return plan_err!(
-                "{}: the second argument must be the frames' nav_index (Int64), got {}",
-                self.name,
-                second.data_type()
-            );
-        }
         let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset };
-        let decls = self.udf.buffers(&meta).map_err(datafusion::error::DataFusionError::from)?.decls().to_vec();
+        let mut values = values;
+        values.resize(params.len(), None);
+        let names = self.udf.params()[..params.len()].iter().map(|s| s.to_string()).collect();
+        let args = Args { names, fields: params.to_vec(), values };
+        let decls = self.udf.buffers(&meta, &args).map_err(|e| DataFusionError::Plan(e.to_string()))?.decls().to_vec();
         for (i, d) in decls.iter().enumerate() {
             if d.name == VALID || decls[..i].iter().any(|o| o.name == d.name) {
                 return plan_err!("{}: buffer name '{}' is reserved or declared twice", self.name, d.name);
             }
         }
-        Ok((meta, decls))
+        Ok((meta, args, decls, has_nav))
     }
 
     /// Checks that nav-shaped results get the frames' nav_index (added by the analyzer, so this can
     /// only be checked once the plan is analyzed).
-    fn check_nav_index(&self, args: &[FieldRef], decls: &[BufferDecl]) -> Result<()> {
-        if args.len() < 2 && decls.iter().any(|d| d.kind == Kind::Nav && !d.result_only) {
+    fn check_nav_index(&self, has_nav: bool, decls: &[BufferDecl]) -> Result<()> {
+        if !has_nav && decls.iter().any(|d| d.kind == Kind::Nav && !d.result_only) {
             return plan_err!(
                 "{} has nav-shaped results and needs the frames' nav_index: call it on the tile column of a \
-                 dataset table with nav_index in scope, or pass nav_index as the second argument",
+                 dataset table with nav_index in scope, or pass nav_index as the last argument",
                 self.name
             );
         }
         Ok(())
     }
 
-    /// The function's name without the hidden nav_index argument.
+    /// The call without the hidden nav_index argument.
     fn visible(params: &AggregateFunctionParams) -> AggregateFunctionParams {
         let mut p = params.clone();
-        if p.args.len() == 2 && matches!(&p.args[1], Expr::Column(c) if c.name == "nav_index") {
-            p.args.truncate(1);
+        if p.args.len() >= 2 && is_nav_index(&p.args[p.args.len() - 1]) {
+            p.args.pop();
         }
         p
     }
+}
+
+/// Whether an argument is the hidden nav_index column.
+pub(crate) fn is_nav_index(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == "nav_index")
 }
 
 /// Shape of a buffer's result tensor.
@@ -183,11 +223,24 @@ impl AggregateUDFImpl for UdfAggregate {
     fn signature(&self) -> &Signature {
         &self.signature
     }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let max = 2 + self.udf.params().len();
+        if arg_types.is_empty() || arg_types.len() > max {
+            return plan_err!(
+                "{} takes a tile column and up to {} parameter(s) ({}), got {} argument(s)",
+                self.name,
+                self.udf.params().len(),
+                self.udf.params().join(", "),
+                arg_types.len()
+            );
+        }
+        Ok(arg_types.to_vec())
+    }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         internal_err!("{}: the result type depends on the tile field's metadata; use return_field", self.name)
     }
     fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
-        let (meta, decls) = self.plan(arg_fields)?;
+        let (meta, _, decls, _) = self.plan(arg_fields, Vec::new())?;
         Ok(Arc::new(Field::new(&self.name, DataType::Struct(result_fields(&meta, &decls)), true)))
     }
     fn schema_name(&self, params: &AggregateFunctionParams) -> Result<String> {
@@ -206,12 +259,14 @@ impl AggregateUDFImpl for UdfAggregate {
         if !args.order_bys.is_empty() {
             return plan_err!("{}: ORDER BY inside the call is not supported", self.name);
         }
-        let (meta, decls) = self.plan(args.expr_fields)?;
-        self.check_nav_index(args.expr_fields, &decls)?;
-        Ok(self.udf.accumulator(meta, decls))
+        let values =
+            args.exprs.iter().skip(1).map(|e| e.downcast_ref::<Literal>().map(|l| l.value().clone())).collect();
+        let (meta, udf_args, decls, has_nav) = self.plan(args.expr_fields, values)?;
+        self.check_nav_index(has_nav, &decls)?;
+        Ok(self.udf.accumulator(meta, &udf_args, decls)?)
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let (_, decls) = self.plan(args.input_fields)?;
+        let (_, _, decls, _) = self.plan(args.input_fields, Vec::new())?;
         let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
         let mut fields =
             vec![Arc::new(Field::new(format_state_name(args.name, "nav_index"), list(DataType::Int64), true))];

@@ -44,6 +44,31 @@ pub enum Method {
     Partition,
 }
 
+/// The arguments of a UDF call after the tile, in the order of [`Udf::params`]: their Arrow fields
+/// (with metadata, e.g. the mask stack of `masks(...)`) and, where they are literals and known, their
+/// values (values are unknown when only the result type is planned).
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    /// Parameter names.
+    pub names: Vec<String>,
+    /// Fields of the arguments.
+    pub fields: Vec<arrow::datatypes::FieldRef>,
+    /// Literal values of the arguments, where known.
+    pub values: Vec<Option<datafusion::common::ScalarValue>>,
+}
+
+impl Args {
+    /// Whether no parameters were given.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+    /// The field and (if known) value of parameter `name`, if it was given.
+    pub fn get(&self, name: &str) -> Option<(&arrow::datatypes::FieldRef, Option<&datafusion::common::ScalarValue>)> {
+        let i = self.names.iter().position(|n| n == name)?;
+        Some((&self.fields[i], self.values.get(i).and_then(|v| v.as_ref())))
+    }
+}
+
 /// What a UDF knows about the data it runs on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Meta {
@@ -164,6 +189,19 @@ pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
 pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The SQL name (`udf_sum`).
     fn name(&self) -> &str;
+    /// Names of the SQL parameters after the tile (`udf_com(tile, cy => 63.5)`); none by default.
+    fn params(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// A copy configured by the call's parameters; called when the query is planned (values may be
+    /// unknown then) and when each accumulator starts. Errors name the parameter.
+    fn configure(&self, _meta: &Meta, args: &Args) -> Result<Self> {
+        if args.is_empty() {
+            Ok(self.clone())
+        } else {
+            Err(Error::udf(self.name(), "takes no parameters besides the tile"))
+        }
+    }
     /// The buffers, given what the data looks like. Must not depend on the ROI.
     fn buffers(&self, meta: &Meta) -> Result<Buffers>;
     /// Which `process_*` method to call.

@@ -1,10 +1,11 @@
 //! Adds the frames' `nav_index` as the hidden second argument of Tessera UDF calls.
 //!
 //! Users write `udf_sum_sig(tile)`; nav-shaped results need to know which frame each row is, so the
-//! analyzer turns the call into `udf_sum_sig(tile, nav_index)` with the `nav_index` column of the
-//! same table. The function's displayed name leaves the hidden argument out.
+//! analyzer turns the call into `udf_sum_sig(tile, nav_index)` — the `nav_index` column of the same
+//! table as the last argument, after any parameters. The displayed name leaves it out.
 
 use super::UdfAggregate;
+use super::adapter::is_nav_index;
 use crate::tensor::tile_geometry;
 use datafusion::common::ExprSchema;
 use datafusion::common::tree_node::Transformed;
@@ -26,10 +27,10 @@ impl FunctionRewrite for NavIndexRewrite {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = &expr else {
             return Ok(Transformed::no(expr));
         };
-        if params.args.len() != 1 || !UdfAggregate::is_tessera(func) {
+        if !UdfAggregate::is_tessera(func) || params.args.last().is_some_and(is_nav_index) {
             return Ok(Transformed::no(expr));
         }
-        let Expr::Column(tile) = &params.args[0] else { return Ok(Transformed::no(expr)) };
+        let Some(Expr::Column(tile)) = params.args.first() else { return Ok(Transformed::no(expr)) };
         let Ok(field) = schema.field_from_column(tile) else { return Ok(Transformed::no(expr)) };
         if tile_geometry(field).is_none() {
             return Ok(Transformed::no(expr));
