@@ -37,6 +37,7 @@ pub fn register(ctx: &mut SessionContext) -> Result<MaskRegistry> {
     }
     let masks = MaskRegistry::default();
     ctx.register_udf(Arc::new(ScalarUDF::from(RoiMaskFunction::new(masks.clone()))))?;
+    ctx.register_udf(Arc::new(ScalarUDF::from(crate::udf::masks::MasksFunction::default())))?;
     ctx.register_function_rewrite(Arc::new(NavIndexRewrite))?;
     Ok(masks)
 }

@@ -127,3 +127,138 @@ async fn nd_nav_shapes() {
     assert_eq!(b.shape(), &[2, 3, 4]);
     assert_eq!(b.to_f64().iter().filter(|v| !v.is_nan()).count(), 8);
 }
+
+/// The other LiberTEM cases of the oracle: stddev, logsum, masks (1 and 16, from the oracle's own
+/// mask files and from ring specs), pick; SQL and Rust API, 1 and 4 partitions, full and quarter ROI.
+#[tokio::test]
+async fn stddev_logsum_masks_pick_match_libertem() {
+    use tessera::udf::builtin::{ApplyMasks, LogSum, StdDev};
+    use tessera::udf::masks::{MaskSpec, MaskStack};
+    let Some(oracle) = shared("oracle") else { return };
+    for case in CASES {
+        let dir = oracle.join(case.name);
+        let path = oracle.join("data").join(format!("{}.raw", case.name));
+        let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
+        let geometry: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("geometry.json")).unwrap()).unwrap();
+        let m1 = &geometry["masks1"];
+        let ring = format!(
+            "ring({}, {}, {}, {})",
+            m1["cy"].as_f64().unwrap(),
+            m1["cx"].as_f64().unwrap(),
+            m1["r_inner"].as_f64().unwrap(),
+            m1["r_outer"].as_f64().unwrap()
+        );
+        let masks16: Vec<String> = geometry["masks16"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("'ring({}, {}, {}, {})'", m["cy"], m["cx"], m["r_inner"], m["r_outer"]))
+            .collect();
+        let npy1 = dir.join("masks1.npy");
+        let npy16 = dir.join("masks16.npy");
+        let (_, quarter) = load_npy(&dir.join("roi_quarter.npy"));
+        let quarter = Roi::from_bools(quarter.iter().map(|&v| v != 0.0));
+        for partitions in [1, 4] {
+            let c = ctx(partitions);
+            let ds = c.register_spec("scan", spec.clone()).unwrap();
+            for (roi_name, filter, roi) in [("full", "", None), ("quarter", QUARTER, Some(&quarter))] {
+                let where_ = if filter.is_empty() { String::new() } else { format!(" WHERE {filter}") };
+                let tag = format!("{}/{roi_name}/p{partitions}", case.name);
+                let q = format!(
+                    "SELECT udf_stddev(tile), udf_logsum(tile), udf_apply_masks(tile, masks('{ring}')), \
+                     udf_apply_masks(tile, masks('npy({})')), udf_apply_masks(tile, masks({})) FROM scan{where_}",
+                    npy16.display(),
+                    masks16.join(", ")
+                );
+                let res = sql_results(&c, &q).await;
+                let reference = |case: &str, buf: &str| dir.join(format!("{case}__{roi_name}__{buf}.npy"));
+                for buf in ["sum", "varsum", "var", "std", "mean", "num_frames"] {
+                    check_any(
+                        &format!("sql stddev.{buf} {tag}"),
+                        res[0].buffer(buf).unwrap(),
+                        &reference("stddev", buf),
+                        1e-5,
+                    );
+                }
+                check_any(
+                    &format!("sql logsum {tag}"),
+                    res[1].buffer("logsum").unwrap(),
+                    &reference("logsum", "logsum"),
+                    1e-5,
+                );
+                check_any(
+                    &format!("sql masks1 {tag}"),
+                    res[2].buffer("intensity").unwrap(),
+                    &reference("masks1", "intensity"),
+                    1e-5,
+                );
+                check_any(
+                    &format!("sql masks16/npy {tag}"),
+                    res[3].buffer("intensity").unwrap(),
+                    &reference("masks16", "intensity"),
+                    1e-5,
+                );
+                check_any(
+                    &format!("sql masks16/rings {tag}"),
+                    res[4].buffer("intensity").unwrap(),
+                    &reference("masks16", "intensity"),
+                    1e-5,
+                );
+
+                let api = c.run_udf("scan", StdDev::default(), roi).await.unwrap();
+                check_any(&format!("api stddev {tag}"), api.buffer("std").unwrap(), &reference("stddev", "std"), 1e-5);
+                let api = c.run_udf("scan", LogSum, roi).await.unwrap();
+                check_any(
+                    &format!("api logsum {tag}"),
+                    api.buffer("logsum").unwrap(),
+                    &reference("logsum", "logsum"),
+                    1e-5,
+                );
+                let stack = MaskStack::build(&[MaskSpec::Npy(npy1.display().to_string())], &ds.geometry().sig).unwrap();
+                let api = c.run_udf("scan", ApplyMasks::new(stack), roi).await.unwrap();
+                check_any(
+                    &format!("api masks1 {tag}"),
+                    api.buffer("intensity").unwrap(),
+                    &reference("masks1", "intensity"),
+                    1e-5,
+                );
+            }
+            // pick: one frame, and the quarter's frames in nav order, in the native dtype
+            for (label, filter) in [("pick", "nav_y = 8 AND nav_x = 8"), ("quarter", QUARTER)] {
+                let b = c
+                    .sql(&format!("SELECT tile FROM scan WHERE {filter} ORDER BY nav_index"))
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                let (shape, want) = load_npy(&dir.join(format!("pick__{label}__intensity.npy")));
+                let mut got = Vec::new();
+                for batch in &b {
+                    let tiles = batch.column(0).as_fixed_size_list();
+                    assert_eq!(
+                        DType::from_arrow(&tiles.value_type()).unwrap().name(),
+                        if case.name == "small" { "float32" } else { "uint16" }
+                    );
+                    let v = arrow::compute::cast(tiles.values(), &arrow::datatypes::DataType::Float64).unwrap();
+                    got.extend(v.as_primitive::<arrow::datatypes::Float64Type>().values().iter().copied());
+                }
+                assert_eq!(got.len(), shape.iter().product::<usize>(), "pick {label}");
+                assert_eq!(got, want, "pick {label} {}", case.name);
+            }
+        }
+    }
+}
+
+/// Compares any result buffer with a reference .npy: the dtype LiberTEM declares, shape, NaN
+/// pattern and max|a-ref|/max|ref| <= tol.
+fn check_any(what: &str, buf: &ResultBuffer, reference: &std::path::Path, tol: f64) {
+    let (shape, want) = load_npy(reference);
+    let h = tessera::dataset::formats::npy::NpyHeader::read(reference.to_str().unwrap()).unwrap();
+    assert_eq!(buf.dtype(), h.dtype, "{what}: dtype");
+    assert_eq!(buf.shape(), &shape[..], "{what}: shape");
+    let got: Vec<f64> = buf.to_f64().iter().copied().collect();
+    let err = rel_err(what, &got, &want);
+    assert!(err <= tol, "{what}: max|a-ref|/max|ref| = {err}");
+}

@@ -28,7 +28,13 @@ pub const VALID: &str = "valid";
 trait ErasedUdf: Send + Sync + std::fmt::Debug {
     fn params(&self) -> &'static [&'static str];
     fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<super::Buffers>;
-    fn accumulator(&self, meta: Meta, args: &Args, decls: Vec<BufferDecl>) -> crate::Result<Box<dyn Accumulator>>;
+    fn accumulator(
+        &self,
+        meta: Meta,
+        args: &Args,
+        decls: Vec<BufferDecl>,
+        has_nav: bool,
+    ) -> crate::Result<Box<dyn Accumulator>>;
     fn key(&self) -> String;
 }
 
@@ -39,8 +45,14 @@ impl<U: Udf> ErasedUdf for U {
     fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<super::Buffers> {
         self.configure(meta, args)?.buffers(meta)
     }
-    fn accumulator(&self, meta: Meta, args: &Args, decls: Vec<BufferDecl>) -> crate::Result<Box<dyn Accumulator>> {
-        Ok(Box::new(UdfAccumulator::new(self.configure(&meta, args)?, meta, decls)))
+    fn accumulator(
+        &self,
+        meta: Meta,
+        args: &Args,
+        decls: Vec<BufferDecl>,
+        has_nav: bool,
+    ) -> crate::Result<Box<dyn Accumulator>> {
+        Ok(Box::new(UdfAccumulator::new(self.configure(&meta, args)?, meta, decls, has_nav)))
     }
     fn key(&self) -> String {
         format!("{self:?}")
@@ -263,7 +275,7 @@ impl AggregateUDFImpl for UdfAggregate {
             args.exprs.iter().skip(1).map(|e| e.downcast_ref::<Literal>().map(|l| l.value().clone())).collect();
         let (meta, udf_args, decls, has_nav) = self.plan(args.expr_fields, values)?;
         self.check_nav_index(has_nav, &decls)?;
-        Ok(self.udf.accumulator(meta, &udf_args, decls)?)
+        Ok(self.udf.accumulator(meta, &udf_args, decls, has_nav)?)
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let (_, _, decls, _) = self.plan(args.input_fields, Vec::new())?;
@@ -297,6 +309,8 @@ struct UdfAccumulator<U: Udf> {
     meta: Meta,
     decls: Vec<BufferDecl>,
     sig: Vec<usize>,
+    /// Whether the last argument is the frames' nav_index.
+    has_nav: bool,
     part: PartitionBuffers,
     started: bool,
     finished: bool,
@@ -342,13 +356,14 @@ fn buffer_len(meta: &Meta, d: &BufferDecl) -> usize {
 }
 
 impl<U: Udf> UdfAccumulator<U> {
-    fn new(udf: U, meta: Meta, decls: Vec<BufferDecl>) -> Self {
+    fn new(udf: U, meta: Meta, decls: Vec<BufferDecl>, has_nav: bool) -> Self {
         let sig = meta.sig.dims().to_vec();
         UdfAccumulator {
             udf,
             meta,
             decls,
             sig,
+            has_nav,
             part: PartitionBuffers::default(),
             started: false,
             finished: false,
@@ -525,7 +540,7 @@ impl<U: Udf> Accumulator for UdfAccumulator<U> {
         }
         let Some(tiles) = values.first() else { return Ok(()) };
         let mut tiles = tiles.clone();
-        let mut idx = values.get(1).cloned();
+        let mut idx = if self.has_nav { values.last().cloned() } else { None };
         if tiles.null_count() > 0 {
             let keep = is_not_null(&tiles)?;
             tiles = filter(&tiles, &keep)?;

@@ -19,6 +19,7 @@
 mod adapter;
 mod buffers;
 pub mod builtin;
+pub mod masks;
 mod results;
 mod rewrite;
 

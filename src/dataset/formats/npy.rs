@@ -164,6 +164,41 @@ impl Dataset for NpyDataset {
     }
 }
 
+/// Reads the whole array of an .npy file as f64 values (C order), whatever its element type.
+pub fn read_npy_f64(path: &str, header: &NpyHeader) -> Result<Vec<f64>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let n: usize = header.shape.iter().product();
+    let w = header.dtype.size();
+    let start = header.data_offset as usize;
+    let data = bytes.get(start..start + n * w).ok_or_else(|| {
+        Error::format(
+            path,
+            format!("truncated: expected {} bytes of data, the file has {}", n * w, bytes.len().saturating_sub(start)),
+        )
+    })?;
+    let mut out = Vec::with_capacity(n);
+    for chunk in data.chunks_exact(w) {
+        let mut b = [0u8; 8];
+        b[..w].copy_from_slice(chunk);
+        if header.order != ByteOrder::NATIVE {
+            b[..w].reverse();
+        }
+        out.push(match header.dtype {
+            DType::U8 => b[0] as f64,
+            DType::I8 => b[0] as i8 as f64,
+            DType::U16 => u16::from_ne_bytes([b[0], b[1]]) as f64,
+            DType::I16 => i16::from_ne_bytes([b[0], b[1]]) as f64,
+            DType::U32 => u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            DType::I32 => i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            DType::F32 => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            DType::U64 => u64::from_ne_bytes(b) as f64,
+            DType::I64 => i64::from_ne_bytes(b) as f64,
+            DType::F64 => f64::from_ne_bytes(b),
+        });
+    }
+    Ok(out)
+}
+
 /// Writes an array as .npy (version 1, C order, little-endian) — used by tests and exporters.
 pub fn write_npy(path: &std::path::Path, dtype: DType, shape: &[usize], data: &[u8]) -> Result<()> {
     let descr = match dtype.size() {

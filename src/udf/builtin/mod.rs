@@ -4,13 +4,22 @@
 //! |---|---|---|---|
 //! | `udf_sum` | SumUDF | `intensity`: sig | `result_type(input, float32)` |
 //! | `udf_sum_sig` | SumSigUDF | `intensity`: nav | `result_type(input, float32)` |
+//! | `udf_stddev` | StdDevUDF | `sum`, `varsum`, `var`, `std`, `mean`: sig; `num_frames`: single \[1\] | float64; num_frames int64 |
+//! | `udf_logsum` | LogsumUDF | `logsum`: sig | float32 |
+//! | `udf_apply_masks` | ApplyMasksUDF | `intensity`: nav × n_masks | `result_type(input, float32)` |
 //!
 //! `result_type(input, float32)` is float32 for u8/u16/i16/f32 data and float64 for u32/i32/f64, as
 //! numpy's promotion rules and LiberTEM 0.16 give.
 
+mod logsum;
+mod masks;
+mod stddev;
 mod sum;
 mod sum_sig;
 
+pub use logsum::LogSum;
+pub use masks::ApplyMasks;
+pub use stddev::StdDev;
 pub use sum::Sum;
 pub use sum_sig::SumSig;
 
@@ -18,5 +27,11 @@ use datafusion::logical_expr::AggregateUDF;
 
 /// Every built-in as a DataFusion aggregate function.
 pub fn all() -> Vec<AggregateUDF> {
-    vec![super::aggregate(Sum), super::aggregate(SumSig)]
+    vec![
+        super::aggregate(Sum),
+        super::aggregate(SumSig),
+        super::aggregate(StdDev::default()),
+        super::aggregate(LogSum),
+        super::aggregate(ApplyMasks::default()),
+    ]
 }

@@ -1,0 +1,34 @@
+//! `udf_logsum`: the sum of the logarithms of the frames (LiberTEM's LogsumUDF).
+
+use crate::dataset::{DType, Pixel};
+use crate::udf::{Buffers, Meta, Method, Tile, Udf, Views};
+
+/// Sum over frames of `log(frame - min(frame) + 1)` (LiberTEM's LogsumUDF): a sum that brings out
+/// faint features next to a bright central beam. `min(frame)` is the frame's smallest pixel.
+///
+/// ```sql
+/// SELECT udf_logsum(tile) FROM scan
+/// -- {logsum: tensor[sig_y, sig_x] float32}
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct LogSum;
+
+impl Udf for LogSum {
+    fn name(&self) -> &str {
+        "udf_logsum"
+    }
+    fn buffers(&self, _meta: &Meta) -> crate::Result<Buffers> {
+        Ok(Buffers::new().sig("logsum", DType::F32))
+    }
+    fn method(&self) -> Method {
+        Method::Frame
+    }
+    fn process_frame<T: Pixel>(&mut self, frame: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
+        let px = frame.data();
+        let min = px.iter().map(|v| v.to_f64()).fold(f64::INFINITY, f64::min);
+        for (o, &x) in out.sig("logsum").iter_mut().zip(px) {
+            *o += (x.to_f64() - min + 1.0).ln();
+        }
+        Ok(())
+    }
+}
