@@ -169,6 +169,11 @@ impl Context {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let mut statement = state.sql_to_statement(query, &dialect)?;
+        let functions = state.aggregate_functions();
+        crate::udf::named_args::fill_gaps(&mut statement, &|name| {
+            let f = functions.get(name)?;
+            crate::udf::UdfAggregate::is_tessera(f).then(|| f.signature().parameter_names.clone()).flatten()
+        });
         if let Statement::CopyTo(copy) = &mut statement {
             let tables: Vec<String> = state
                 .resolve_table_references(&Statement::CopyTo(copy.clone()))?

@@ -262,3 +262,88 @@ fn check_any(what: &str, buf: &ResultBuffer, reference: &std::path::Path, tol: f
     let err = rel_err(what, &got, &want);
     assert!(err <= tol, "{what}: max|a-ref|/max|ref| = {err}");
 }
+
+/// LiberTEM's own deviation from float64 numpy for an oracle file (manifest `vs_numpy_f64`).
+fn libertem_deviation(oracle: &std::path::Path, file: &str, metric: &str) -> Option<f64> {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(oracle.join("manifest.json")).unwrap()).unwrap();
+    m["datasets"]
+        .as_object()?
+        .values()
+        .flat_map(|d| d["entries"].as_array().unwrap().iter())
+        .find_map(|e| (e["file"].as_str() == Some(file)).then(|| e["vs_numpy_f64"][metric].as_f64()).flatten())
+}
+
+/// udf_com with all nine buffers. LiberTEM computes CoM in float32 while Tessera accumulates in
+/// float64, so the tolerance is 1e-5 or twice LiberTEM's own deviation from float64 numpy (the
+/// manifest's metric), whichever is larger. Divergence and curl, which the manifest does not cover,
+/// are sums of two differences of the field, so their absolute error may reach 4× the field's: they
+/// are checked against 4× LiberTEM's absolute field deviation.
+#[tokio::test]
+async fn com_matches_libertem() {
+    use tessera::udf::builtin::CenterOfMass;
+    let Some(oracle) = shared("oracle") else { return };
+    for case in CASES {
+        let dir = oracle.join(case.name);
+        let path = oracle.join("data").join(format!("{}.raw", case.name));
+        let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
+        let geometry: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("geometry.json")).unwrap()).unwrap();
+        let g = &geometry["com"];
+        let (cy, cx, r) = (g["cy"].as_f64().unwrap(), g["cx"].as_f64().unwrap(), g["r"].as_f64().unwrap());
+        let (_, quarter) = load_npy(&dir.join("roi_quarter.npy"));
+        let quarter = Roi::from_bools(quarter.iter().map(|&v| v != 0.0));
+        for partitions in [1, 4] {
+            let c = ctx(partitions);
+            c.register_spec("scan", spec.clone()).unwrap();
+            for (roi_name, filter, roi) in [("full", "", None), ("quarter", QUARTER, Some(&quarter))] {
+                let where_ = if filter.is_empty() { String::new() } else { format!(" WHERE {filter}") };
+                let tag = format!("{}/{roi_name}/p{partitions}", case.name);
+                let sql = sql_results(
+                    &c,
+                    &format!("SELECT udf_com(tile, cy => {cy}, cx => {cx}, r => {r}) FROM scan{where_}"),
+                )
+                .await;
+                let udf = CenterOfMass::with_params(Some(cy), Some(cx), r);
+                let api = c.run_udf("scan", udf, roi).await.unwrap();
+                for res in [&sql[0], &api] {
+                    for buf in [
+                        "raw_com",
+                        "raw_shifts",
+                        "field",
+                        "field_y",
+                        "field_x",
+                        "magnitude",
+                        "divergence",
+                        "curl",
+                        "regression",
+                    ] {
+                        let file = format!("{}/com__{roi_name}__{buf}.npy", case.name);
+                        let (shape, want) = load_npy(&oracle.join(&file));
+                        let b = res.buffer(buf).unwrap();
+                        assert_eq!(b.shape(), &shape[..], "{tag} {buf}");
+                        let want_dtype = if buf == "regression" { DType::F64 } else { DType::F32 };
+                        assert_eq!(b.dtype(), want_dtype, "{tag} {buf}");
+                        let got: Vec<f64> = b.to_f64().iter().copied().collect();
+                        let err = rel_err(&format!("{tag} {buf}"), &got, &want);
+                        if buf == "divergence" || buf == "curl" {
+                            let field = format!("{}/com__{roi_name}__field.npy", case.name);
+                            let tol = 4.0 * libertem_deviation(&oracle, &field, "max_abs").unwrap();
+                            let abs = got
+                                .iter()
+                                .zip(&want)
+                                .filter(|(a, _)| !a.is_nan())
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0.0, f64::max);
+                            assert!(abs <= tol, "{tag} {buf}: max abs diff {abs} > {tol}");
+                        } else {
+                            let tol = libertem_deviation(&oracle, &file, "max_abs_over_max_ref")
+                                .map_or(1e-5, |d| (2.0 * d).max(1e-5));
+                            assert!(err <= tol, "{tag} {buf}: {err} > {tol}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

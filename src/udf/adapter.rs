@@ -143,10 +143,12 @@ impl UdfAggregate {
 
     /// Meta, configured buffers and whether nav_index is passed, from the argument fields (and the
     /// parameter values where known).
+    /// `values`: the parameters' literal values (`None` for a parameter that is not a literal), or
+    /// `None` where values are not known yet (when only the result type is planned).
     fn plan(
         &self,
         fields: &[FieldRef],
-        values: Vec<Option<ScalarValue>>,
+        values: Option<Vec<Option<ScalarValue>>>,
     ) -> Result<(Meta, Args, Vec<BufferDecl>, bool)> {
         let (first, params, has_nav) = self.split(fields)?;
         let Some((geometry, dataset)) = tile_geometry(first) else {
@@ -159,10 +161,11 @@ impl UdfAggregate {
             );
         };
         let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset };
-        let mut values = values;
+        let known = values.is_some();
+        let mut values = values.unwrap_or_default();
         values.resize(params.len(), None);
         let names = self.udf.params()[..params.len()].iter().map(|s| s.to_string()).collect();
-        let args = Args { names, fields: params.to_vec(), values };
+        let args = Args { names, fields: params.to_vec(), values, known };
         let decls = self.udf.buffers(&meta, &args).map_err(|e| DataFusionError::Plan(e.to_string()))?.decls().to_vec();
         for (i, d) in decls.iter().enumerate() {
             if d.name == VALID || decls[..i].iter().any(|o| o.name == d.name) {
@@ -170,6 +173,25 @@ impl UdfAggregate {
             }
         }
         Ok((meta, args, decls, has_nav))
+    }
+
+    /// Checks a call's parameters when the query is planned: they must be constants, and the UDF's
+    /// `configure` must accept their values. Called by the analyzer rewrite.
+    pub(crate) fn validate_call(
+        udf: &AggregateUDF,
+        args: &[Expr],
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<()> {
+        use datafusion::logical_expr::ExprSchemable;
+        let inner: &dyn std::any::Any = udf.inner().as_ref();
+        let Some(this) = inner.downcast_ref::<UdfAggregate>() else { return Ok(()) };
+        let fields = args.iter().map(|a| Ok(a.to_field(schema)?.1)).collect::<Result<Vec<_>>>()?;
+        let (_, params, _) = this.split(&fields)?;
+        let values = args[1..1 + params.len()]
+            .iter()
+            .map(|a| if let Expr::Literal(v, _) = a { Some(v.clone()) } else { None })
+            .collect();
+        this.plan(&fields, Some(values)).map(|_| ())
     }
 
     /// Checks that nav-shaped results get the frames' nav_index (added by the analyzer, so this can
@@ -252,7 +274,7 @@ impl AggregateUDFImpl for UdfAggregate {
         internal_err!("{}: the result type depends on the tile field's metadata; use return_field", self.name)
     }
     fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
-        let (meta, _, decls, _) = self.plan(arg_fields, Vec::new())?;
+        let (meta, _, decls, _) = self.plan(arg_fields, None)?;
         Ok(Arc::new(Field::new(&self.name, DataType::Struct(result_fields(&meta, &decls)), true)))
     }
     fn schema_name(&self, params: &AggregateFunctionParams) -> Result<String> {
@@ -273,12 +295,12 @@ impl AggregateUDFImpl for UdfAggregate {
         }
         let values =
             args.exprs.iter().skip(1).map(|e| e.downcast_ref::<Literal>().map(|l| l.value().clone())).collect();
-        let (meta, udf_args, decls, has_nav) = self.plan(args.expr_fields, values)?;
+        let (meta, udf_args, decls, has_nav) = self.plan(args.expr_fields, Some(values))?;
         self.check_nav_index(has_nav, &decls)?;
         Ok(self.udf.accumulator(meta, &udf_args, decls, has_nav)?)
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let (_, _, decls, _) = self.plan(args.input_fields, Vec::new())?;
+        let (_, _, decls, _) = self.plan(args.input_fields, None)?;
         let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
         let mut fields =
             vec![Arc::new(Field::new(format_state_name(args.name, "nav_index"), list(DataType::Int64), true))];
@@ -488,7 +510,8 @@ impl<U: Udf> UdfAccumulator<U> {
         let UdfAccumulator { udf, meta, decls, merged, .. } = self;
         let merged = merged.as_mut().expect("initialised");
         {
-            let mut views = make_views(decls, &mut merged.bufs, 0..nav_size, meta.sig.dims(), true, true);
+            let mut views =
+                make_views(decls, &mut merged.bufs, 0..nav_size, meta.sig.dims(), true, true).with_valid(&merged.valid);
             udf.get_results(meta, &mut views)?;
         }
         let fields = result_fields(meta, decls);

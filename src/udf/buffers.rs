@@ -121,6 +121,7 @@ pub struct Views<'a> {
     data: Vec<Option<&'a mut [f64]>>,
     rows: usize,
     sig: &'a [usize],
+    valid: Option<&'a [bool]>,
 }
 
 impl<'a> Views<'a> {
@@ -130,7 +131,17 @@ impl<'a> Views<'a> {
         rows: usize,
         sig: &'a [usize],
     ) -> Self {
-        Views { decls, data, rows, sig }
+        Views { decls, data, rows, sig, valid: None }
+    }
+
+    pub(crate) fn with_valid(mut self, valid: &'a [bool]) -> Self {
+        self.valid = Some(valid);
+        self
+    }
+
+    /// In `get_results`: which frames of the nav grid were processed (the ROI). `None` elsewhere.
+    pub fn valid(&self) -> Option<&'a [bool]> {
+        self.valid
     }
 
     fn index(&self, name: &str, kind: Kind) -> usize {

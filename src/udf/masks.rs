@@ -85,7 +85,7 @@ impl MaskSpec {
     /// ```
     pub fn parse(text: &str) -> Result<Self> {
         let t = text.trim();
-        let bad = |msg: &str| Error::Spec(format!("masks: '{text}': {msg}"));
+        let bad = |msg: &str| Error::udf("masks", format!("'{text}': {msg}"));
         let open = t.find('(').ok_or_else(|| bad("expected kind(arguments), e.g. disk(16, 16, 8)"))?;
         if !t.ends_with(')') {
             return Err(bad("missing ')'"));
@@ -195,7 +195,7 @@ impl MaskSpec {
             MaskSpec::Point { y: py, x: px } => {
                 let (py, px) = (py.round(), px.round());
                 if py < 0.0 || px < 0.0 || py >= sy as f64 || px >= sx as f64 {
-                    return Err(Error::Spec(format!("masks: point({py}, {px}) lies outside the {sy}x{sx} frame")));
+                    return Err(Error::udf("masks", format!("point({py}, {px}) lies outside the {sy}x{sx} frame")));
                 }
                 push(&|y, x| y == py && x == px)
             }

@@ -20,6 +20,7 @@ mod adapter;
 mod buffers;
 pub mod builtin;
 pub mod masks;
+pub mod named_args;
 mod results;
 mod rewrite;
 
@@ -54,14 +55,27 @@ pub struct Args {
     pub names: Vec<String>,
     /// Fields of the arguments.
     pub fields: Vec<arrow::datatypes::FieldRef>,
-    /// Literal values of the arguments, where known.
+    /// Literal values of the arguments (`None` for an argument that is not a literal).
     pub values: Vec<Option<datafusion::common::ScalarValue>>,
+    /// Whether values are known: false while only the result type is planned.
+    pub known: bool,
 }
 
 impl Args {
     /// Whether no parameters were given.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+    /// The value of parameter `name`: `Ok(None)` if it was not given, is NULL, or values are not known
+    /// yet; an error naming the parameter if it was given but is not a constant.
+    pub fn constant(&self, udf: &str, name: &str) -> Result<Option<&datafusion::common::ScalarValue>> {
+        let Some(i) = self.names.iter().position(|n| n == name) else { return Ok(None) };
+        match self.values.get(i).and_then(|v| v.as_ref()) {
+            Some(v) if v.is_null() => Ok(None),
+            Some(v) => Ok(Some(v)),
+            None if self.known => Err(Error::udf(udf, format!("parameter {name} must be a constant"))),
+            None => Ok(None),
+        }
     }
     /// The field and (if known) value of parameter `name`, if it was given.
     pub fn get(&self, name: &str) -> Option<(&arrow::datatypes::FieldRef, Option<&datafusion::common::ScalarValue>)> {

@@ -27,9 +27,14 @@ impl FunctionRewrite for NavIndexRewrite {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = &expr else {
             return Ok(Transformed::no(expr));
         };
-        if !UdfAggregate::is_tessera(func) || params.args.last().is_some_and(is_nav_index) {
+        if !UdfAggregate::is_tessera(func) {
             return Ok(Transformed::no(expr));
         }
+        if params.args.last().is_some_and(is_nav_index) {
+            UdfAggregate::validate_call(func, &params.args, schema)?;
+            return Ok(Transformed::no(expr));
+        }
+        UdfAggregate::validate_call(func, &params.args, schema)?;
         let Some(Expr::Column(tile)) = params.args.first() else { return Ok(Transformed::no(expr)) };
         let Ok(field) = schema.field_from_column(tile) else { return Ok(Transformed::no(expr)) };
         if tile_geometry(field).is_none() {

@@ -1,0 +1,323 @@
+//! `udf_com`: centre of mass of each frame, and the fields derived from it (LiberTEM's CoMUDF).
+
+use crate::dataset::{DType, Pixel};
+use crate::error::Error;
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, Views};
+use datafusion::common::ScalarValue;
+use std::sync::Arc;
+
+/// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
+/// `(cy, cx)` — by default the whole frame around its centre `(sig_y // 2, sig_x // 2)`:
+///
+/// - `raw_com = (Σ y·I, Σ x·I) / Σ I` over the mask (pixel (y, x) has coordinates = indices; a frame
+///   with `Σ I = 0` has its centre at `(cy, cx)`), `raw_shifts = raw_com - (cy, cx)`;
+/// - `field = R(scan_rotation) · F(flip_y) · raw_shifts` with `R(θ) = [[cos θ, sin θ], [-sin θ, cos θ]]`
+///   (θ in degrees) and `F = diag(-1, 1)` when `flip_y`; then, with `regression` 0, the mean field
+///   is subtracted, with 1 a least-squares plane `[1, y, x] · regression` (over the frames seen);
+/// - `field_y`, `field_x`, `magnitude = |field|`, `divergence = ∂field_y/∂y + ∂field_x/∂x`,
+///   `curl = ∂field_y/∂x - ∂field_x/∂y` (numpy's `gradient`: central differences inside, one-sided at
+///   the scan's edges; NaN next to frames outside the ROI, as LiberTEM).
+///
+/// ```sql
+/// SELECT udf_com(tile, cy => 15.5, cx => 15.5, r => 8) FROM scan
+/// ```
+///
+/// All nav buffers have dtype `result_type(input, float32)` whatever the ROI; `regression` is
+/// float64 `[3, 2]`.
+#[derive(Clone, Debug)]
+pub struct CenterOfMass {
+    /// Centre row (default: sig_y // 2).
+    pub cy: Option<f64>,
+    /// Centre column (default: sig_x // 2).
+    pub cx: Option<f64>,
+    /// Outer radius (default: infinite, the whole frame).
+    pub r: f64,
+    /// Inner radius (default 0).
+    pub ri: f64,
+    /// Scan rotation in degrees.
+    pub scan_rotation: f64,
+    /// Flip the y axis of the detector.
+    pub flip_y: bool,
+    /// -1: none, 0: subtract the mean, 1: subtract a linear fit.
+    pub regression: i64,
+    /// The mask's pixels: (flat index, y, x), set by `configure`.
+    pixels: Option<Arc<Vec<(u32, f64, f64)>>>,
+}
+
+impl Default for CenterOfMass {
+    fn default() -> Self {
+        CenterOfMass {
+            cy: None,
+            cx: None,
+            r: f64::INFINITY,
+            ri: 0.0,
+            scan_rotation: 0.0,
+            flip_y: false,
+            regression: -1,
+            pixels: None,
+        }
+    }
+}
+
+const PARAMS: &[&str] = &["cy", "cx", "r", "ri", "scan_rotation", "flip_y", "regression"];
+
+fn number(name: &str, v: &ScalarValue) -> crate::Result<Option<f64>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let f = v
+        .cast_to(&arrow::datatypes::DataType::Float64)
+        .map_err(|_| Error::udf("udf_com", format!("parameter {name} must be a number, got {v}")))?;
+    match f {
+        ScalarValue::Float64(Some(x)) if x.is_finite() || (name == "r" && x == f64::INFINITY) => Ok(Some(x)),
+        _ => Err(Error::udf("udf_com", format!("parameter {name} must be a finite number, got {v}"))),
+    }
+}
+
+impl CenterOfMass {
+    /// CoM in a disk of radius `r` around `(cy, cx)` (LiberTEM's `CoMUDF.with_params(cy=, cx=, r=)`);
+    /// `None` centres default to the frame centre.
+    pub fn with_params(cy: Option<f64>, cx: Option<f64>, r: f64) -> Self {
+        CenterOfMass { cy, cx, r, ..Default::default() }
+    }
+    /// Excludes an inner disk of radius `ri` (annular CoM).
+    pub fn inner_radius(mut self, ri: f64) -> Self {
+        self.ri = ri;
+        self
+    }
+    /// Sets the scan rotation (degrees) and y flip.
+    pub fn corrections(mut self, scan_rotation: f64, flip_y: bool) -> Self {
+        self.scan_rotation = scan_rotation;
+        self.flip_y = flip_y;
+        self
+    }
+    /// Sets the regression: -1 none, 0 subtract the mean, 1 subtract a linear fit.
+    pub fn regression(mut self, regression: i64) -> Self {
+        self.regression = regression;
+        self
+    }
+
+    fn centre(&self, meta: &Meta) -> (f64, f64) {
+        let d = meta.sig.dims();
+        (self.cy.unwrap_or((d[0] / 2) as f64), self.cx.unwrap_or((d[1] / 2) as f64))
+    }
+
+    /// Sets the parameters that were given; checks them.
+    fn with_args(&self, args: &Args) -> crate::Result<Self> {
+        let mut c = self.clone();
+        for name in &args.names {
+            let Some(v) = args.constant("udf_com", name)? else { continue };
+            match name.as_str() {
+                "cy" => c.cy = number(name, v)?.or(c.cy),
+                "cx" => c.cx = number(name, v)?.or(c.cx),
+                "r" => c.r = number(name, v)?.unwrap_or(c.r),
+                "ri" => c.ri = number(name, v)?.unwrap_or(c.ri),
+                "scan_rotation" => c.scan_rotation = number(name, v)?.unwrap_or(c.scan_rotation),
+                "flip_y" => match v {
+                    ScalarValue::Boolean(b) => c.flip_y = b.unwrap_or(c.flip_y),
+                    other => {
+                        return Err(Error::udf(
+                            "udf_com",
+                            format!("parameter flip_y must be true or false, got {other}"),
+                        ));
+                    }
+                },
+                "regression" => match number(name, v)? {
+                    None => {}
+                    Some(x) if [-1.0, 0.0, 1.0].contains(&x) => c.regression = x as i64,
+                    Some(x) => {
+                        return Err(Error::udf("udf_com", format!("parameter regression must be -1, 0 or 1, got {x}")));
+                    }
+                },
+                other => return Err(Error::udf("udf_com", format!("unknown parameter '{other}'"))),
+            }
+        }
+        if c.r < 0.0 || c.ri < 0.0 {
+            return Err(Error::udf("udf_com", format!("parameters r ({}) and ri ({}) must be >= 0", c.r, c.ri)));
+        }
+        if c.ri >= c.r {
+            return Err(Error::udf("udf_com", format!("parameter ri ({}) must be smaller than r ({})", c.ri, c.r)));
+        }
+        Ok(c)
+    }
+}
+
+/// numpy's `gradient` along one axis of a row-major `(ny, nx)` grid (one-sided at the edges, 0 for an
+/// axis of length 1).
+fn gradient(f: &[f64], ny: usize, nx: usize, axis: usize) -> Vec<f64> {
+    let (n, stride) = if axis == 0 { (ny, nx) } else { (nx, 1) };
+    let mut g = vec![0.0; f.len()];
+    if n < 2 {
+        return g;
+    }
+    for (i, out) in g.iter_mut().enumerate() {
+        let k = if axis == 0 { i / nx } else { i % nx };
+        *out = if k == 0 {
+            f[i + stride] - f[i]
+        } else if k == n - 1 {
+            f[i] - f[i - stride]
+        } else {
+            (f[i + stride] - f[i - stride]) / 2.0
+        };
+    }
+    g
+}
+
+/// Least squares `inp · b ≈ field` for `inp` rows `[1, y, x]`: solves the 3×3 normal equations.
+fn linear_fit(points: &[(f64, f64, f64, f64)]) -> crate::Result<[[f64; 2]; 3]> {
+    let mut ata = [[0.0; 3]; 3];
+    let mut atb = [[0.0; 2]; 3];
+    for &(y, x, fy, fx) in points {
+        let row = [1.0, y, x];
+        for i in 0..3 {
+            for j in 0..3 {
+                ata[i][j] += row[i] * row[j];
+            }
+            atb[i][0] += row[i] * fy;
+            atb[i][1] += row[i] * fx;
+        }
+    }
+    // Gaussian elimination with partial pivoting
+    let mut a = ata;
+    let mut b = atb;
+    for col in 0..3 {
+        let piv = (col..3).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).expect("3 rows");
+        if a[piv][col].abs() < 1e-12 {
+            return Err(Error::udf("udf_com", "regression 1 needs frames spanning at least a 2-D patch of the scan"));
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        let (pivot_a, pivot_b) = (a[col], b[col]);
+        for (ra, rb) in a.iter_mut().zip(b.iter_mut()).enumerate().filter(|(r, _)| *r != col).map(|(_, x)| x) {
+            let f = ra[col] / pivot_a[col];
+            for (x, p) in ra.iter_mut().zip(pivot_a) {
+                *x -= f * p;
+            }
+            for (x, p) in rb.iter_mut().zip(pivot_b) {
+                *x -= f * p;
+            }
+        }
+    }
+    let mut out = [[0.0; 2]; 3];
+    for r in 0..3 {
+        for c in 0..2 {
+            out[r][c] = b[r][c] / a[r][r];
+        }
+    }
+    Ok(out)
+}
+
+impl Udf for CenterOfMass {
+    fn name(&self) -> &str {
+        "udf_com"
+    }
+    fn params(&self) -> &'static [&'static str] {
+        PARAMS
+    }
+    fn configure(&self, meta: &Meta, args: &Args) -> crate::Result<Self> {
+        if meta.nav.ndim() != 2 || meta.sig.ndim() != 2 {
+            return Err(Error::udf(
+                "udf_com",
+                format!("needs a 2-D scan of 2-D frames, not nav {} sig {}", meta.nav, meta.sig),
+            ));
+        }
+        let mut c = self.with_args(args)?;
+        let (cy, cx) = c.centre(meta);
+        let (r2, ri2) = (c.r * c.r, c.ri * c.ri);
+        let sx = meta.sig.dims()[1];
+        let pixels: Vec<(u32, f64, f64)> = (0..meta.sig.size())
+            .filter_map(|p| {
+                let (y, x) = ((p / sx) as f64, (p % sx) as f64);
+                let d2 = (y - cy).powi(2) + (x - cx).powi(2);
+                (d2 <= r2 && !(c.ri > 0.0 && d2 <= ri2)).then_some((p as u32, y, x))
+            })
+            .collect();
+        c.pixels = Some(Arc::new(pixels));
+        Ok(c)
+    }
+    fn buffers(&self, meta: &Meta) -> crate::Result<Buffers> {
+        let dt = meta.input_dtype.float_result();
+        let mut b = Buffers::new().nav_extra("raw_mask_result", &[3], dt).private();
+        for (name, extra) in [("raw_com", 2), ("raw_shifts", 2), ("field", 2)] {
+            b = b.nav_extra(name, &[extra], dt).result_only();
+        }
+        for name in ["field_y", "field_x", "magnitude", "divergence", "curl"] {
+            b = b.nav(name, dt).result_only();
+        }
+        Ok(b.single("regression", &[3, 2], DType::F64).result_only())
+    }
+    fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
+        let pixels = self.pixels.as_deref().expect("configured before processing");
+        let out = out.nav("raw_mask_result");
+        for (frame, res) in tile.frames().zip(out.chunks_exact_mut(3)) {
+            let (mut s, mut sy, mut sx) = (0.0, 0.0, 0.0);
+            for &(p, y, x) in pixels {
+                let v = frame[p as usize].to_f64();
+                s += v;
+                sy += v * y;
+                sx += v * x;
+            }
+            res[0] += s;
+            res[1] += sy;
+            res[2] += sx;
+        }
+        Ok(())
+    }
+    fn get_results(&self, meta: &Meta, bufs: &mut Views<'_>) -> crate::Result<()> {
+        let (ny, nx) = (meta.nav.dims()[0], meta.nav.dims()[1]);
+        let n = ny * nx;
+        let valid: Vec<bool> = bufs.valid().map_or_else(|| vec![true; n], |v| v.to_vec());
+        let (cy, cx) = self.centre(meta);
+        let raw = bufs.nav("raw_mask_result").to_vec();
+        let (mut fy, mut fx) = (vec![f64::NAN; n], vec![f64::NAN; n]);
+        let (mut shifts, mut com) = (vec![f64::NAN; 2 * n], vec![f64::NAN; 2 * n]);
+        let theta = self.scan_rotation.to_radians();
+        let (c, s) = (theta.cos(), theta.sin());
+        let flip = if self.flip_y { -1.0 } else { 1.0 };
+        for i in (0..n).filter(|&i| valid[i]) {
+            let (sum, ys, xs) = (raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]);
+            let (dy, dx) = if sum != 0.0 { (ys / sum - cy, xs / sum - cx) } else { (0.0, 0.0) };
+            shifts[2 * i] = dy;
+            shifts[2 * i + 1] = dx;
+            com[2 * i] = dy + cy;
+            com[2 * i + 1] = dx + cx;
+            fy[i] = c * flip * dy + s * dx;
+            fx[i] = -s * flip * dy + c * dx;
+        }
+        let mut regression = [[0.0; 2]; 3];
+        let seen: Vec<(f64, f64, f64, f64)> =
+            (0..n).filter(|&i| valid[i]).map(|i| ((i / nx) as f64, (i % nx) as f64, fy[i], fx[i])).collect();
+        match self.regression {
+            0 if !seen.is_empty() => {
+                let k = seen.len() as f64;
+                regression[0] = [seen.iter().map(|p| p.2).sum::<f64>() / k, seen.iter().map(|p| p.3).sum::<f64>() / k];
+            }
+            1 if !seen.is_empty() => regression = linear_fit(&seen)?,
+            _ => {}
+        }
+        for i in (0..n).filter(|&i| valid[i]) {
+            let (y, x) = ((i / nx) as f64, (i % nx) as f64);
+            fy[i] -= regression[0][0] + y * regression[1][0] + x * regression[2][0];
+            fx[i] -= regression[0][1] + y * regression[1][1] + x * regression[2][1];
+        }
+        let field: Vec<f64> = fy.iter().zip(&fx).flat_map(|(a, b)| [*a, *b]).collect();
+        let (dyy, dxx) = (gradient(&fy, ny, nx, 0), gradient(&fx, ny, nx, 1));
+        let (dyx, dxy) = (gradient(&fy, ny, nx, 1), gradient(&fx, ny, nx, 0));
+        bufs.nav("raw_shifts").copy_from_slice(&shifts);
+        bufs.nav("raw_com").copy_from_slice(&com);
+        bufs.nav("field").copy_from_slice(&field);
+        bufs.nav("field_y").copy_from_slice(&fy);
+        bufs.nav("field_x").copy_from_slice(&fx);
+        for (i, m) in bufs.nav("magnitude").iter_mut().enumerate() {
+            *m = (fy[i] * fy[i] + fx[i] * fx[i]).sqrt();
+        }
+        for (i, d) in bufs.nav("divergence").iter_mut().enumerate() {
+            *d = dyy[i] + dxx[i];
+        }
+        for (i, d) in bufs.nav("curl").iter_mut().enumerate() {
+            *d = dyx[i] - dxy[i];
+        }
+        bufs.single("regression").copy_from_slice(&regression.concat());
+        Ok(())
+    }
+}
