@@ -7,3 +7,4 @@ mod formats;
 mod oracle;
 mod roi;
 mod slt;
+mod udfs;

@@ -1,0 +1,69 @@
+//! The UDF model: one pass for many UDFs, parameter errors, lifecycle hooks.
+
+use crate::common::ctx;
+use arrow::array::AsArray;
+use datafusion::physical_plan::collect;
+use std::sync::Arc;
+use tessera::dataset::DatasetSpec;
+use tessera::scan::scan_metrics;
+
+async fn err(c: &tessera::Context, q: &str) -> String {
+    match c.sql(q).await {
+        Err(e) => e.to_string(),
+        Ok(df) => match df.create_physical_plan().await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{q}: planned without error"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn six_udfs_read_the_data_once() {
+    let c = ctx(2);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=12x10,sig=32x32,dtype=uint16").unwrap()).unwrap();
+    let rings: Vec<String> = (0..16).map(|i| format!("'ring(15.5, 15.5, {i}, {})'", i + 1)).collect();
+    let q = format!(
+        "SELECT udf_sum(tile), udf_sum_sig(tile), udf_stddev(tile), udf_apply_masks(tile, masks('disk(15.5, 15.5, 6)')), \
+         udf_apply_masks(tile, masks({})), udf_com(tile, r => 8) FROM scan WHERE nav_x < 5",
+        rings.join(", ")
+    );
+    let df = c.sql(&q).await.unwrap();
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.unwrap();
+    let batches = collect(plan.clone(), task).await.unwrap();
+    let m = scan_metrics(&plan);
+    assert_eq!((m.scans, m.frames_read, m.bytes_read), (1, 60, 60 * 32 * 32 * 2));
+    assert_eq!(batches[0].num_columns(), 6);
+    let masks16 = tessera::udf::Results::from_struct(batches[0].column(4).as_struct(), 0).unwrap();
+    assert_eq!(masks16.buffers["intensity"].shape(), &[12, 10, 16]);
+}
+
+#[tokio::test]
+async fn bad_parameters_are_planning_errors_that_name_them() {
+    let c = ctx(2);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=4x4,sig=16x16,dtype=uint16").unwrap()).unwrap();
+    let dir = crate::common::tempdir();
+    let wrong = dir.path().join("wrong.npy");
+    tessera::dataset::formats::npy::write_npy(&wrong, tessera::dataset::DType::U8, &[8, 8], &[1u8; 64]).unwrap();
+    let cases = [
+        (format!("SELECT udf_apply_masks(tile, masks('npy({})')) FROM scan", wrong.display()), "holds masks of shape [8, 8], the frames are 16x16"),
+        ("SELECT udf_apply_masks(tile, masks('disk(8, 8, -2)')) FROM scan".into(), "radius must be >= 0"),
+        ("SELECT udf_apply_masks(tile, masks('ring(8, 8, 4)')) FROM scan".into(), "ring takes 4 numbers"),
+        ("SELECT udf_apply_masks(tile, masks('blob(1)')) FROM scan".into(), "unknown mask kind 'blob'"),
+        ("SELECT udf_apply_masks(tile, masks('disk(8, 8, x)')) FROM scan".into(), "'x' is not a number"),
+        ("SELECT udf_apply_masks(tile) FROM scan".into(), "needs masks"),
+        ("SELECT udf_com(tile, r => -1) FROM scan".into(), "r (-1) and ri (0) must be >= 0"),
+        ("SELECT udf_com(tile, ri => 5, r => 3) FROM scan".into(), "ri (5) must be smaller than r (3)"),
+        ("SELECT udf_com(tile, radius => 3) FROM scan".into(), "Unknown parameter name 'radius'"),
+        ("SELECT udf_com(tile, regression => 7) FROM scan".into(), "regression must be -1, 0 or 1"),
+        ("SELECT udf_com(tile, flip_y => 'yes') FROM scan".into(), "flip_y must be true or false"),
+        ("SELECT udf_com(tile, cy => nav_y) FROM scan".into(), "parameter cy must be a constant"),
+        ("SELECT udf_com(tile, 1, 2, 3, 0, 0, false, 0, 9) FROM scan".into(), "takes 7 parameter(s) after the tile"),
+        ("SELECT udf_sum(tile, 3) FROM scan".into(), "takes 0 parameter(s)"),
+        ("SELECT udf_stddev() FROM scan".into(), "udf_stddev takes a tile column"),
+    ];
+    for (q, want) in cases {
+        let msg = err(&c, &q).await;
+        assert!(msg.contains(want), "{q}\n  got: {msg}\n  want: {want}");
+    }
+}
