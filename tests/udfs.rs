@@ -46,7 +46,10 @@ async fn bad_parameters_are_planning_errors_that_name_them() {
     let wrong = dir.path().join("wrong.npy");
     tessera::dataset::formats::npy::write_npy(&wrong, tessera::dataset::DType::U8, &[8, 8], &[1u8; 64]).unwrap();
     let cases = [
-        (format!("SELECT udf_apply_masks(tile, masks('npy({})')) FROM scan", wrong.display()), "holds masks of shape [8, 8], the frames are 16x16"),
+        (
+            format!("SELECT udf_apply_masks(tile, masks('npy({})')) FROM scan", wrong.display()),
+            "holds masks of shape [8, 8], the frames are 16x16",
+        ),
         ("SELECT udf_apply_masks(tile, masks('disk(8, 8, -2)')) FROM scan".into(), "radius must be >= 0"),
         ("SELECT udf_apply_masks(tile, masks('ring(8, 8, 4)')) FROM scan".into(), "ring takes 4 numbers"),
         ("SELECT udf_apply_masks(tile, masks('blob(1)')) FROM scan".into(), "unknown mask kind 'blob'"),

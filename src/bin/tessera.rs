@@ -36,6 +36,8 @@ enum Command {
         /// PATH[,key=value]... as in --table.
         spec: String,
     },
+    /// List Tessera's SQL functions with their parameters and an example.
+    Functions,
     /// Run the main job on the built-in synthetic dataset and write its results as Parquet.
     Demo {
         /// Folder for the results.
@@ -61,6 +63,28 @@ async fn sql(tables: &[String], partitions: Option<usize>, query: &str) -> tesse
     }
     let batches = ctx.sql(query).await?.collect().await?;
     print!("{}", summarize(&batches));
+    Ok(())
+}
+
+fn functions() -> tessera::Result<()> {
+    let ctx = context(None)?;
+    let state = ctx.session().state();
+    let mut names: Vec<&String> = state.aggregate_functions().keys().filter(|n| n.starts_with("udf_")).collect();
+    names.sort();
+    for name in names {
+        let Some(doc) = state.aggregate_functions()[name].documentation() else { continue };
+        println!("{name}\n  {}\n  syntax:  {}", doc.description, doc.syntax_example);
+        for arg in doc.arguments.iter().flatten() {
+            println!("  {:<14} {}", arg.0, arg.1);
+        }
+        if let Some(example) = &doc.sql_example {
+            println!("  example: {example}");
+        }
+        println!();
+    }
+    println!("masks('spec', ...)  mask stacks for udf_apply_masks: ring(cy, cx, ri, ro), disk(cy, cx, r), point(y, x),");
+    println!("                    rect(y0, x0, h, w), polygon(y0 x0, y1 x1, ...), npy(path)");
+    println!("roi_mask('name', nav_index)  true where a registered nav mask is set (a ROI in WHERE)");
     Ok(())
 }
 
@@ -127,6 +151,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Sql { tables, partitions, query } => rt.block_on(sql(tables, *partitions, query)),
         Command::Info { spec } => info(spec),
+        Command::Functions => functions(),
         Command::Demo { out } => rt.block_on(demo(out)),
     };
     match result {

@@ -66,6 +66,7 @@ pub struct UdfAggregate {
     name: String,
     signature: Signature,
     udf: Arc<dyn ErasedUdf>,
+    doc: datafusion::logical_expr::Documentation,
 }
 
 impl PartialEq for UdfAggregate {
@@ -100,7 +101,9 @@ impl UdfAggregate {
             let names: Vec<&str> = std::iter::once("tile").chain(params.iter().copied()).collect();
             signature = signature.with_parameter_names(names).expect("parameter names of a user-defined signature");
         }
-        UdfAggregate { name: Udf::name(&udf).to_string(), signature, udf: Arc::new(udf) }
+        let name = Udf::name(&udf).to_string();
+        let doc = documentation(&name, udf.doc());
+        UdfAggregate { name, signature, udf: Arc::new(udf), doc }
     }
 
     /// Whether an aggregate function is a Tessera UDF.
@@ -217,6 +220,28 @@ impl UdfAggregate {
     }
 }
 
+/// DataFusion documentation from a UDF's own.
+fn documentation(name: &str, doc: Option<super::UdfDoc>) -> datafusion::logical_expr::Documentation {
+    use datafusion::logical_expr::{DocSection, Documentation};
+    const SECTION: DocSection = DocSection { include: true, label: "Tessera 4D-STEM functions", description: None };
+    let Some(doc) = doc else {
+        return Documentation::builder(
+            SECTION,
+            format!("User-defined 4D-STEM function {name}"),
+            format!("{name}(tile)"),
+        )
+        .with_argument("tile", "the tile column of a Tessera dataset table")
+        .build();
+    };
+    let mut b = Documentation::builder(SECTION, doc.description, doc.syntax)
+        .with_sql_example(doc.example)
+        .with_argument("tile", "the tile column of a Tessera dataset table");
+    for (arg, text) in doc.args {
+        b = b.with_argument(*arg, *text);
+    }
+    b.build()
+}
+
 /// Whether an argument is the hidden nav_index column.
 pub(crate) fn is_nav_index(e: &Expr) -> bool {
     matches!(e, Expr::Column(c) if c.name == "nav_index")
@@ -256,6 +281,9 @@ impl AggregateUDFImpl for UdfAggregate {
     }
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        Some(&self.doc)
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let max = 2 + self.udf.params().len();

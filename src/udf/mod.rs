@@ -84,6 +84,19 @@ impl Args {
     }
 }
 
+/// Documentation of a UDF, shown by `SHOW FUNCTIONS` and `information_schema.routines`.
+#[derive(Clone, Copy, Debug)]
+pub struct UdfDoc {
+    /// What it computes (LiberTEM's name, formula).
+    pub description: &'static str,
+    /// How it is called.
+    pub syntax: &'static str,
+    /// A SQL example.
+    pub example: &'static str,
+    /// Each argument after the tile: name and meaning.
+    pub args: &'static [(&'static str, &'static str)],
+}
+
 /// What a UDF knows about the data it runs on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Meta {
@@ -204,6 +217,10 @@ pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
 pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The SQL name (`udf_sum`).
     fn name(&self) -> &str;
+    /// Documentation for `SHOW FUNCTIONS`.
+    fn doc(&self) -> Option<UdfDoc> {
+        None
+    }
     /// Names of the SQL parameters after the tile (`udf_com(tile, cy => 63.5)`); none by default.
     fn params(&self) -> &'static [&'static str] {
         &[]

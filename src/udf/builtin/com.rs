@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, Views};
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views};
 use datafusion::common::ScalarValue;
 use std::sync::Arc;
 
@@ -210,6 +210,23 @@ fn linear_fit(points: &[(f64, f64, f64, f64)]) -> crate::Result<[[f64; 2]; 3]> {
 impl Udf for CenterOfMass {
     fn name(&self) -> &str {
         "udf_com"
+    }
+    fn doc(&self) -> Option<UdfDoc> {
+        Some(UdfDoc {
+            description: "Centre of mass of each frame and the fields derived from it (LiberTEM CoMUDF). Result: \
+                          {raw_com, raw_shifts, field, field_y, field_x, magnitude, divergence, curl, regression, valid}",
+            syntax: "udf_com(tile, cy => .., cx => .., r => .., ri => .., scan_rotation => .., flip_y => .., regression => ..)",
+            example: "SELECT udf_com(tile, cy => 63.5, cx => 63.5, r => 32) FROM scan",
+            args: &[
+                ("cy", "centre row of the mask and reference of the shifts (default: sig_y // 2)"),
+                ("cx", "centre column (default: sig_x // 2)"),
+                ("r", "outer radius of the disk (default: infinite, the whole frame)"),
+                ("ri", "inner radius of an annular mask (default 0)"),
+                ("scan_rotation", "scan rotation in degrees (default 0)"),
+                ("flip_y", "flip the detector's y axis (default false)"),
+                ("regression", "-1 none, 0 subtract the mean field, 1 subtract a linear fit (default -1)"),
+            ],
+        })
     }
     fn params(&self) -> &'static [&'static str] {
         PARAMS

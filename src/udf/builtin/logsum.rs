@@ -1,7 +1,7 @@
 //! `udf_logsum`: the sum of the logarithms of the frames (LiberTEM's LogsumUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, Method, Tile, Udf, Views};
+use crate::udf::{Buffers, Meta, Method, Tile, Udf, UdfDoc, Views};
 
 /// Sum over frames of `log(frame - min(frame) + 1)` (LiberTEM's LogsumUDF): a sum that brings out
 /// faint features next to a bright central beam. `min(frame)` is the frame's smallest pixel.
@@ -16,6 +16,14 @@ pub struct LogSum;
 impl Udf for LogSum {
     fn name(&self) -> &str {
         "udf_logsum"
+    }
+    fn doc(&self) -> Option<UdfDoc> {
+        Some(UdfDoc {
+            description: "Sum over frames of log(frame - min(frame) + 1) (LiberTEM LogsumUDF). Result: {logsum: sig-shaped}",
+            syntax: "udf_logsum(tile)",
+            example: "SELECT udf_logsum(tile) FROM scan",
+            args: &[],
+        })
     }
     fn buffers(&self, _meta: &Meta) -> crate::Result<Buffers> {
         Ok(Buffers::new().sig("logsum", DType::F32))

@@ -4,7 +4,7 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, Views};
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -34,6 +34,16 @@ impl ApplyMasks {
 impl Udf for ApplyMasks {
     fn name(&self) -> &str {
         "udf_apply_masks"
+    }
+    fn doc(&self) -> Option<UdfDoc> {
+        Some(UdfDoc {
+            description: "Virtual detectors: the dot product of each frame with each mask (LiberTEM ApplyMasksUDF). \
+                          Result: {intensity: nav-shaped × n_masks, valid}",
+            syntax: "udf_apply_masks(tile, masks('ring(cy, cx, ri, ro)' | 'disk(cy, cx, r)' | 'point(y, x)' | \
+                     'rect(y0, x0, h, w)' | 'polygon(y0 x0, y1 x1, ...)' | 'npy(path)', ...))",
+            example: "SELECT udf_apply_masks(tile, masks('ring(63.5, 63.5, 20, 40)', 'disk(63.5, 63.5, 10)')) FROM scan",
+            args: &[("masks", "masks('spec', ...): one mask per spec string; an .npy stack adds all its masks")],
+        })
     }
     fn params(&self) -> &'static [&'static str] {
         &["masks"]

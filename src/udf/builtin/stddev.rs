@@ -1,7 +1,7 @@
 //! `udf_stddev`: per-pixel mean, variance and standard deviation over frames (LiberTEM's StdDevUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, Tile, Udf, Views};
+use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views};
 
 /// Mean, population variance and standard deviation of every detector pixel over the frames
 /// (LiberTEM's StdDevUDF):
@@ -45,6 +45,15 @@ fn combine(na: &mut f64, sa: &mut [f64], va: &mut [f64], nb: f64, sb: &[f64], vb
 impl Udf for StdDev {
     fn name(&self) -> &str {
         "udf_stddev"
+    }
+    fn doc(&self) -> Option<UdfDoc> {
+        Some(UdfDoc {
+            description: "Per-pixel mean, population variance and standard deviation over frames (LiberTEM StdDevUDF). \
+                          Result: {sum, varsum, num_frames, var, std, mean}",
+            syntax: "udf_stddev(tile)",
+            example: "SELECT udf_stddev(tile)['std'] FROM scan",
+            args: &[],
+        })
     }
     fn buffers(&self, _meta: &Meta) -> crate::Result<Buffers> {
         Ok(Buffers::new()

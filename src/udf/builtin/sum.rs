@@ -1,7 +1,7 @@
 //! `udf_sum`: the sum of all frames (LiberTEM's SumUDF).
 
 use crate::dataset::Pixel;
-use crate::udf::{Buffers, Meta, Tile, Udf, Views};
+use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views};
 
 /// Sum of all frames, keeping the signal dimensions (LiberTEM's SumUDF):
 /// `intensity[y, x] = Σ_frames frame[y, x]`.
@@ -16,6 +16,14 @@ pub struct Sum;
 impl Udf for Sum {
     fn name(&self) -> &str {
         "udf_sum"
+    }
+    fn doc(&self) -> Option<UdfDoc> {
+        Some(UdfDoc {
+            description: "Sum of all frames (LiberTEM SumUDF): intensity[y, x] = Σ frames. Result: {intensity: sig-shaped}",
+            syntax: "udf_sum(tile)",
+            example: "SELECT udf_sum(tile) FROM scan WHERE nav_y BETWEEN 4 AND 11",
+            args: &[],
+        })
     }
     fn buffers(&self, meta: &Meta) -> crate::Result<Buffers> {
         Ok(Buffers::new().sig("intensity", meta.input_dtype.float_result()))
