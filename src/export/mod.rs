@@ -1,6 +1,10 @@
 //! Export of results. Parquet goes through DataFusion's `COPY ... TO`, which keeps the tensor
 //! metadata (Arrow schema in the file); [`Context::sql`](crate::Context::sql) adds provenance.
 
+mod nav_rows;
+
+pub use nav_rows::NavRowsFunction;
+
 use crate::dataset::DatasetSpec;
 use datafusion::sql::parser::CopyToStatement;
 use datafusion::sql::sqlparser::ast::Value;

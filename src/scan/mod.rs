@@ -10,7 +10,7 @@ mod exec;
 mod roi;
 
 pub use exec::{TileScanExec, metric};
-pub use roi::{MaskRegistry, RoiMaskFunction, evaluate_roi, nav_schema};
+pub use roi::{MaskRegistry, RoiMaskFunction, evaluate_roi, nav_columns as nav_columns_of, nav_schema};
 
 use crate::dataset::Dataset;
 use crate::tensor::tile_field;
