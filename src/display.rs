@@ -8,6 +8,13 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::fmt::Write;
 
+/// A name made safe for a file name: characters other than letters, digits, `-` and `_` become `_`.
+pub fn sanitize(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    s.trim_matches('_').to_string()
+}
+
 /// Rows shown at most.
 const MAX_ROWS: usize = 20;
 

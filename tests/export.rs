@@ -92,3 +92,42 @@ async fn copy_to_parquet_roundtrips_through_pyarrow() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn results_to_npy_and_png() {
+    use arrow::array::AsArray;
+    use tessera::export::{FileFormats, viridis, write_results};
+    let dir = tempdir();
+    let c = ctx(2);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=6x5,sig=16x12,dtype=uint16").unwrap()).unwrap();
+    let batches = c
+        .sql("SELECT udf_sum(tile) AS s, udf_apply_masks(tile, masks('disk(8, 6, 3)', 'ring(8, 6, 3, 6)')) AS m FROM scan WHERE nav_y < 3")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let files = write_results(&batches, dir.path(), FileFormats { npy: true, png: true }).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["s.intensity.npy", "s.intensity.png", "m.intensity.npy", "m.valid.npy"]);
+    let sum = tessera::udf::Results::from_struct(batches[0].column(0).as_struct(), 0).unwrap();
+    let (shape, values) = crate::common::load_npy(&dir.path().join("s.intensity.npy"));
+    assert_eq!(shape, vec![16, 12]);
+    assert_eq!(values, sum.buffers["intensity"].to_f64().iter().copied().collect::<Vec<_>>());
+    let (shape, masks) = crate::common::load_npy(&dir.path().join("m.intensity.npy"));
+    assert_eq!(shape, vec![6, 5, 2]);
+    assert_eq!(masks.iter().filter(|v| v.is_nan()).count(), 2 * 15);
+    let (_, valid) = crate::common::load_npy(&dir.path().join("m.valid.npy"));
+    assert_eq!(valid.iter().sum::<f64>(), 15.0);
+    // the PNG: 12x16 RGBA, colours from viridis
+    let decoder =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(dir.path().join("s.intensity.png")).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (12, 16));
+    let low = viridis(0.0);
+    let high = viridis(1.0);
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks_exact(4).collect();
+    assert!(pixels.iter().any(|p| p[..3] == low) && pixels.iter().any(|p| p[..3] == high));
+}

@@ -1,10 +1,11 @@
 //! The `tessera` command line: SQL over detector files, file info, and the demo.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tessera::dataset::{DatasetSpec, open};
 use tessera::display::summarize;
+use tessera::export::{FileFormats, write_results};
 use tessera::{Context, default_config};
 
 /// The spec of the always-registered synthetic table `demo`.
@@ -28,6 +29,9 @@ enum Command {
         /// DataFusion partitions (default: one per core).
         #[arg(long)]
         partitions: Option<usize>,
+        /// Also write every result buffer into this folder: .npy files, and PNG images of 2-D buffers.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
         /// The query.
         query: String,
     },
@@ -56,13 +60,18 @@ fn context(partitions: Option<usize>) -> tessera::Result<Context> {
     Ok(ctx)
 }
 
-async fn sql(tables: &[String], partitions: Option<usize>, query: &str) -> tessera::Result<()> {
+async fn sql(tables: &[String], partitions: Option<usize>, out: Option<&Path>, query: &str) -> tessera::Result<()> {
     let ctx = context(partitions)?;
     for t in tables {
         ctx.register_table_arg(t)?;
     }
     let batches = ctx.sql(query).await?.collect().await?;
     print!("{}", summarize(&batches));
+    if let Some(dir) = out {
+        for f in write_results(&batches, dir, FileFormats { npy: true, png: true })? {
+            println!("wrote {}", f.display());
+        }
+    }
     Ok(())
 }
 
@@ -82,7 +91,9 @@ fn functions() -> tessera::Result<()> {
         }
         println!();
     }
-    println!("masks('spec', ...)  mask stacks for udf_apply_masks: ring(cy, cx, ri, ro), disk(cy, cx, r), point(y, x),");
+    println!(
+        "masks('spec', ...)  mask stacks for udf_apply_masks: ring(cy, cx, ri, ro), disk(cy, cx, r), point(y, x),"
+    );
     println!("                    rect(y0, x0, h, w), polygon(y0 x0, y1 x1, ...), npy(path)");
     println!("roi_mask('name', nav_index)  true where a registered nav mask is set (a ROI in WHERE)");
     Ok(())
@@ -132,7 +143,11 @@ async fn demo(out: &std::path::Path) -> tessera::Result<()> {
         let batches = ctx.sql(query).await?.collect().await?;
         print!("{}", summarize(&batches));
         ctx.sql(&format!("COPY ({query}) TO '{}'", file.display())).await?.collect().await?;
-        println!("   -> {}\n", file.display());
+        println!("   -> {}", file.display());
+        for png in write_results(&batches, &out.join(name), FileFormats { npy: false, png: true })? {
+            println!("   -> {}", png.display());
+        }
+        println!();
     }
     println!("Results written to {}", out.display());
     println!("Read them in Python: pyarrow.parquet.read_table('{}/sum.parquet')", out.display());
@@ -149,7 +164,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Sql { tables, partitions, query } => rt.block_on(sql(tables, *partitions, query)),
+        Command::Sql { tables, partitions, out, query } => rt.block_on(sql(tables, *partitions, out.as_deref(), query)),
         Command::Info { spec } => info(spec),
         Command::Functions => functions(),
         Command::Demo { out } => rt.block_on(demo(out)),

@@ -1,8 +1,11 @@
 //! Export of results. Parquet goes through DataFusion's `COPY ... TO`, which keeps the tensor
 //! metadata (Arrow schema in the file); [`Context::sql`](crate::Context::sql) adds provenance.
+//! [`write_results`] writes .npy files and PNG images; `nav_rows` turns results back into rows.
 
+mod files;
 mod nav_rows;
 
+pub use files::{FileFormats, viridis, write_npy, write_png, write_results};
 pub use nav_rows::NavRowsFunction;
 
 use crate::dataset::DatasetSpec;

@@ -56,8 +56,17 @@ fn nav_prefix(shape: &[usize], nav: &Shape) -> bool {
 impl TableFunctionImpl for NavRowsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let query = match args.exprs() {
-            [Expr::Literal(ScalarValue::Utf8(Some(q)) | ScalarValue::Utf8View(Some(q)) | ScalarValue::LargeUtf8(Some(q)), _)] => q.clone(),
-            _ => return plan_err!("nav_rows takes one argument: a query string, e.g. nav_rows('SELECT udf_sum_sig(tile) FROM scan')"),
+            [
+                Expr::Literal(
+                    ScalarValue::Utf8(Some(q)) | ScalarValue::Utf8View(Some(q)) | ScalarValue::LargeUtf8(Some(q)),
+                    _,
+                ),
+            ] => q.clone(),
+            _ => {
+                return plan_err!(
+                    "nav_rows takes one argument: a query string, e.g. nav_rows('SELECT udf_sum_sig(tile) FROM scan')"
+                );
+            }
         };
         let state = args
             .session()
@@ -70,8 +79,13 @@ impl TableFunctionImpl for NavRowsFunction {
         let mut nav: Option<Shape> = None;
         let mut out_fields: Vec<FieldRef> = Vec::new();
         let mut sources = Vec::new();
-        let structs: Vec<(usize, &Field)> =
-            schema.fields().iter().enumerate().filter(|(_, f)| matches!(f.data_type(), DataType::Struct(_))).map(|(i, f)| (i, f.as_ref())).collect();
+        let structs: Vec<(usize, &Field)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f.data_type(), DataType::Struct(_)))
+            .map(|(i, f)| (i, f.as_ref()))
+            .collect();
         for &(ci, sf) in &structs {
             let DataType::Struct(fields) = sf.data_type() else { unreachable!() };
             for (fi, f) in fields.iter().enumerate() {

@@ -67,6 +67,10 @@ impl ResultBuffer {
     pub fn to_f64(&self) -> ArrayD<f64> {
         each_variant!(self, a => a.mapv(|v| v as f64))
     }
+    /// The values as little-endian bytes in C order.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        each_variant!(self, a => a.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
     /// The f32 array, if that is the dtype.
     pub fn as_f32(&self) -> Option<&ArrayD<f32>> {
         match self {
