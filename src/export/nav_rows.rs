@@ -15,7 +15,7 @@
 use crate::geometry::{Shape, nav_column_names};
 use crate::scan::nav_schema;
 use crate::tensor::tensor_shape;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, RecordBatch, StructArray};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, StructArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -157,8 +157,7 @@ impl TableProvider for NavRowsTable {
             let tensor = st.column(src.field).as_fixed_size_list();
             let values = tensor.value(0);
             let col: ArrayRef = if src.is_valid {
-                let v = cast(&values, &DataType::Boolean)?;
-                Arc::new(BooleanArray::from(v.as_boolean().clone()))
+                cast(&values, &DataType::Boolean)?
             } else if src.extra == 1 && self.schema.field(columns.len()).data_type() == values.data_type() {
                 values
             } else {
