@@ -39,6 +39,7 @@ pub fn register(ctx: &mut SessionContext) -> Result<MaskRegistry> {
     ctx.register_udf(Arc::new(ScalarUDF::from(RoiMaskFunction::new(masks.clone()))))?;
     ctx.register_udf(Arc::new(ScalarUDF::from(crate::udf::masks::MasksFunction::default())))?;
     ctx.register_function_rewrite(Arc::new(NavIndexRewrite))?;
+    ctx.register_expr_planner(Arc::new(crate::udf::LiteralParamPlanner))?;
     ctx.register_udtf("nav_rows", Arc::new(crate::export::NavRowsFunction));
     Ok(masks)
 }

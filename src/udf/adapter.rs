@@ -165,7 +165,16 @@ impl UdfAggregate {
         };
         let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset };
         let known = values.is_some();
-        let mut values = values.unwrap_or_default();
+        // before values are known, literals marked by the SQL planner carry theirs in the field
+        let mut values = values.unwrap_or_else(|| {
+            params
+                .iter()
+                .map(|f| {
+                    let text = f.metadata().get(super::rewrite::LITERAL_KEY)?;
+                    ScalarValue::try_from_string(text.clone(), f.data_type()).ok()
+                })
+                .collect()
+        });
         values.resize(params.len(), None);
         let names = self.udf.params()[..params.len()].iter().map(|s| s.to_string()).collect();
         let args = Args { names, fields: params.to_vec(), values, known };

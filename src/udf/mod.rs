@@ -27,7 +27,7 @@ mod rewrite;
 pub use adapter::{UdfAggregate, aggregate};
 pub use buffers::{BufferDecl, Buffers, Kind, Views};
 pub use results::{ResultBuffer, Results};
-pub use rewrite::NavIndexRewrite;
+pub use rewrite::{LITERAL_KEY, LiteralParamPlanner, NavIndexRewrite};
 
 use crate::dataset::{DType, Pixel};
 use crate::error::{Error, Result};

@@ -15,6 +15,37 @@ use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 
+/// Field metadata key under which a UDF call's literal parameter carries its value (as text), so that
+/// the aggregate's `return_field` — which sees argument fields, not values — can use it.
+pub const LITERAL_KEY: &str = "tessera.literal";
+
+/// SQL planning hook: marks the literal parameters of Tessera UDF calls with their value in the
+/// literal's field metadata ([`LITERAL_KEY`]). Parameters that shape the result (the number of radial
+/// bins) are then known when the result type is planned, and bad values fail at planning.
+#[derive(Debug, Default)]
+pub struct LiteralParamPlanner;
+
+impl datafusion::logical_expr::planner::ExprPlanner for LiteralParamPlanner {
+    fn plan_aggregate(
+        &self,
+        mut expr: datafusion::logical_expr::planner::RawAggregateExpr,
+    ) -> Result<datafusion::logical_expr::planner::PlannerResult<datafusion::logical_expr::planner::RawAggregateExpr>>
+    {
+        use datafusion::logical_expr::planner::PlannerResult;
+        if UdfAggregate::is_tessera(&expr.func) {
+            for arg in expr.args.iter_mut().skip(1) {
+                if let Expr::Literal(v, None) = arg
+                    && !v.is_null()
+                {
+                    let md = std::collections::BTreeMap::from([(LITERAL_KEY.to_string(), v.to_string())]);
+                    *arg = Expr::Literal(v.clone(), Some(md.into()));
+                }
+            }
+        }
+        Ok(PlannerResult::Original(expr))
+    }
+}
+
 /// The analyzer rewrite that adds `nav_index` to Tessera UDF calls.
 #[derive(Debug, Default)]
 pub struct NavIndexRewrite;
