@@ -77,6 +77,30 @@ impl Args {
             None => Ok(None),
         }
     }
+    /// A numeric parameter as f64 (`None` if not given); errors name the parameter.
+    pub fn number(&self, udf: &str, name: &str) -> Result<Option<f64>> {
+        let Some(v) = self.constant(udf, name)? else { return Ok(None) };
+        match v.cast_to(&arrow::datatypes::DataType::Float64) {
+            Ok(datafusion::common::ScalarValue::Float64(Some(x))) if !x.is_nan() => Ok(Some(x)),
+            _ => Err(Error::udf(udf, format!("parameter {name} must be a number, got {v}"))),
+        }
+    }
+    /// A whole-number parameter (`None` if not given).
+    pub fn integer(&self, udf: &str, name: &str) -> Result<Option<i64>> {
+        match self.number(udf, name)? {
+            Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => Ok(Some(x as i64)),
+            Some(x) => Err(Error::udf(udf, format!("parameter {name} must be a whole number, got {x}"))),
+            None => Ok(None),
+        }
+    }
+    /// A boolean parameter (`None` if not given).
+    pub fn boolean(&self, udf: &str, name: &str) -> Result<Option<bool>> {
+        match self.constant(udf, name)? {
+            Some(datafusion::common::ScalarValue::Boolean(b)) => Ok(*b),
+            Some(v) => Err(Error::udf(udf, format!("parameter {name} must be true or false, got {v}"))),
+            None => Ok(None),
+        }
+    }
     /// The field and (if known) value of parameter `name`, if it was given.
     pub fn get(&self, name: &str) -> Option<(&arrow::datatypes::FieldRef, Option<&datafusion::common::ScalarValue>)> {
         let i = self.names.iter().position(|n| n == name)?;

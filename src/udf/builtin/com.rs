@@ -3,7 +3,6 @@
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
 use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views};
-use datafusion::common::ScalarValue;
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -61,19 +60,6 @@ impl Default for CenterOfMass {
 
 const PARAMS: &[&str] = &["cy", "cx", "r", "ri", "scan_rotation", "flip_y", "regression"];
 
-fn number(name: &str, v: &ScalarValue) -> crate::Result<Option<f64>> {
-    if v.is_null() {
-        return Ok(None);
-    }
-    let f = v
-        .cast_to(&arrow::datatypes::DataType::Float64)
-        .map_err(|_| Error::udf("udf_com", format!("parameter {name} must be a number, got {v}")))?;
-    match f {
-        ScalarValue::Float64(Some(x)) if x.is_finite() || (name == "r" && x == f64::INFINITY) => Ok(Some(x)),
-        _ => Err(Error::udf("udf_com", format!("parameter {name} must be a finite number, got {v}"))),
-    }
-}
-
 impl CenterOfMass {
     /// CoM in a disk of radius `r` around `(cy, cx)` (LiberTEM's `CoMUDF.with_params(cy=, cx=, r=)`);
     /// `None` centres default to the frame centre.
@@ -104,39 +90,30 @@ impl CenterOfMass {
 
     /// Sets the parameters that were given; checks them.
     fn with_args(&self, args: &Args) -> crate::Result<Self> {
+        const U: &str = "udf_com";
         let mut c = self.clone();
-        for name in &args.names {
-            let Some(v) = args.constant("udf_com", name)? else { continue };
-            match name.as_str() {
-                "cy" => c.cy = number(name, v)?.or(c.cy),
-                "cx" => c.cx = number(name, v)?.or(c.cx),
-                "r" => c.r = number(name, v)?.unwrap_or(c.r),
-                "ri" => c.ri = number(name, v)?.unwrap_or(c.ri),
-                "scan_rotation" => c.scan_rotation = number(name, v)?.unwrap_or(c.scan_rotation),
-                "flip_y" => match v {
-                    ScalarValue::Boolean(b) => c.flip_y = b.unwrap_or(c.flip_y),
-                    other => {
-                        return Err(Error::udf(
-                            "udf_com",
-                            format!("parameter flip_y must be true or false, got {other}"),
-                        ));
-                    }
-                },
-                "regression" => match number(name, v)? {
-                    None => {}
-                    Some(x) if [-1.0, 0.0, 1.0].contains(&x) => c.regression = x as i64,
-                    Some(x) => {
-                        return Err(Error::udf("udf_com", format!("parameter regression must be -1, 0 or 1, got {x}")));
-                    }
-                },
-                other => return Err(Error::udf("udf_com", format!("unknown parameter '{other}'"))),
+        c.cy = args.number(U, "cy")?.or(c.cy);
+        c.cx = args.number(U, "cx")?.or(c.cx);
+        c.r = args.number(U, "r")?.unwrap_or(c.r);
+        c.ri = args.number(U, "ri")?.unwrap_or(c.ri);
+        c.scan_rotation = args.number(U, "scan_rotation")?.unwrap_or(c.scan_rotation);
+        c.flip_y = args.boolean(U, "flip_y")?.unwrap_or(c.flip_y);
+        match args.integer(U, "regression") {
+            Ok(Some(r @ -1..=1)) => c.regression = r,
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => {
+                let v = args.number(U, "regression").ok().flatten().map_or("?".into(), |v| v.to_string());
+                return Err(Error::udf(U, format!("parameter regression must be -1, 0 or 1, got {v}")));
             }
         }
-        if c.r < 0.0 || c.ri < 0.0 {
-            return Err(Error::udf("udf_com", format!("parameters r ({}) and ri ({}) must be >= 0", c.r, c.ri)));
+        if c.cy.is_some_and(|v| !v.is_finite()) || c.cx.is_some_and(|v| !v.is_finite()) {
+            return Err(Error::udf(U, "parameters cy and cx must be finite"));
+        }
+        if c.r.is_nan() || c.r < 0.0 || c.ri < 0.0 || !c.ri.is_finite() {
+            return Err(Error::udf(U, format!("parameters r ({}) and ri ({}) must be >= 0", c.r, c.ri)));
         }
         if c.ri >= c.r {
-            return Err(Error::udf("udf_com", format!("parameter ri ({}) must be smaller than r ({})", c.ri, c.r)));
+            return Err(Error::udf(U, format!("parameter ri ({}) must be smaller than r ({})", c.ri, c.r)));
         }
         Ok(c)
     }
