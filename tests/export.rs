@@ -19,7 +19,7 @@ fn kv(path: &Path) -> std::collections::HashMap<String, String> {
 
 /// The project's Python (a venv with pyarrow and numpy, made by scripts/pyenv.sh), or None with a
 /// printed reason. Under CI the venv must work.
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new("bash").arg(format!("{root}/scripts/pyenv.sh")).output();
     match out {

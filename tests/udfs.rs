@@ -70,3 +70,45 @@ async fn bad_parameters_are_planning_errors_that_name_them() {
         assert!(msg.contains(want), "{q}\n  got: {msg}\n  want: {want}");
     }
 }
+
+/// udf_fem, udf_crystallinity and udf_radial_fourier against an independent numpy computation
+/// (scripts/check_udfs.py, in the project's Python venv), with a ROI and 3 partitions, on odd frames.
+#[tokio::test]
+async fn fem_crystallinity_radial_fourier_match_numpy() {
+    use tessera::dataset::DType;
+    use tessera::dataset::formats::npy::write_npy;
+    use tessera::export::{FileFormats, write_results};
+    let dir = crate::common::tempdir();
+    let c = ctx(3);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=5x6,sig=24x21,dtype=float32,seed=11").unwrap()).unwrap();
+    // the input as .npy, through a pick of every frame
+    let b = c.sql("SELECT tile FROM scan ORDER BY nav_index").await.unwrap().collect().await.unwrap();
+    let mut bytes = Vec::new();
+    for batch in &b {
+        let v = batch.column(0).as_fixed_size_list().values().clone();
+        bytes.extend(v.as_primitive::<arrow::datatypes::Float32Type>().values().iter().flat_map(|x| x.to_le_bytes()));
+    }
+    write_npy(&dir.path().join("data.npy"), DType::F32, &[5, 6, 24, 21], &bytes).unwrap();
+    let roi: Vec<u8> = (0..30).map(|i| u8::from(i % 4 != 1)).collect();
+    write_npy(&dir.path().join("roi.npy"), DType::U8, &[5, 6], &roi).unwrap();
+    let params = serde_json::json!({
+        "fem": {"cy": 11.0, "cx": 10.0, "ri": 3.0, "ro": 9.0},
+        "cryst": {"ri": 1.5, "ro": 7.0, "real_cy": 12.0, "real_cx": 10.0, "real_r": 3.0},
+        "rf": {"cy": 11.5, "cx": 10.0, "ri": 1.0, "ro": 10.0, "n_bins": 3, "max_order": 5},
+    });
+    std::fs::write(dir.path().join("params.json"), params.to_string()).unwrap();
+    let q = "SELECT udf_fem(tile, cy => 11, cx => 10, ri => 3, ro => 9) AS fem, \
+             udf_crystallinity(tile, ri => 1.5, ro => 7, real_cy => 12, real_cx => 10, real_r => 3) AS cryst, \
+             udf_radial_fourier(tile, cy => 11.5, cx => 10, ri => 1, ro => 10, n_bins => 3, max_order => 5) AS rf \
+             FROM scan WHERE nav_index % 4 <> 1";
+    let batches = c.sql(q).await.unwrap().collect().await.unwrap();
+    write_results(&batches, dir.path(), FileFormats { npy: true, png: false }).unwrap();
+    let Some(py) = crate::export::python() else { return };
+    let script = format!("{}/scripts/check_udfs.py", env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(py).arg(script).arg(dir.path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{text}");
+    for name in ["fem.intensity", "cryst.intensity", "rf.real", "rf.imag", "rf.absolute"] {
+        assert!(text.contains(&format!("OK {name}")), "{text}");
+    }
+}
