@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// ```sql
 /// SELECT udf_crystallinity(tile, ri => 2, ro => 10) FROM scan
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Crystallinity {
     plan: Option<Arc<Plan>>,
     scratch: Vec<Complex64>,
@@ -38,12 +38,6 @@ struct Plan {
 impl std::fmt::Debug for Crystallinity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Crystallinity({})", self.plan.as_ref().map_or("", |p| p.key.as_str()))
-    }
-}
-
-impl Default for Crystallinity {
-    fn default() -> Self {
-        Crystallinity { plan: None, scratch: Vec::new() }
     }
 }
 
