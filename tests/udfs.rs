@@ -112,3 +112,150 @@ async fn fem_crystallinity_radial_fourier_match_numpy() {
         assert!(text.contains(&format!("OK {name}")), "{text}");
     }
 }
+
+/// A UDF that fails unless every hook runs at the right time with the right views.
+#[derive(Clone, Debug, Default)]
+struct Probe {
+    task: Option<usize>,
+    preprocessed: bool,
+    postprocessed: bool,
+    frames: usize,
+}
+
+impl tessera::udf::Udf for Probe {
+    fn name(&self) -> &str {
+        "udf_probe"
+    }
+    fn params(&self) -> &'static [&'static str] {
+        &["weight"]
+    }
+    fn configure(&self, _meta: &tessera::udf::Meta, _args: &tessera::udf::Args) -> tessera::Result<Self> {
+        Ok(self.clone())
+    }
+    fn input_dtype(&self, _native: tessera::dataset::DType) -> Option<tessera::dataset::DType> {
+        Some(tessera::dataset::DType::F32)
+    }
+    fn tile_depth(&self) -> Option<usize> {
+        Some(2)
+    }
+    fn buffers(&self, meta: &tessera::udf::Meta) -> tessera::Result<tessera::udf::Buffers> {
+        use tessera::dataset::DType;
+        assert_eq!(meta.input_dtype, DType::F32, "meta shows the requested input dtype");
+        Ok(tessera::udf::Buffers::new()
+            .sig("acc", DType::F64)
+            .nav("w", DType::F64)
+            .nav("secret", DType::I64)
+            .private()
+            .single("starts", &[1], DType::I64)
+            .single("posts", &[1], DType::I64)
+            .nav("double", DType::F64)
+            .result_only())
+    }
+    fn task_data(&mut self, meta: &tessera::udf::Meta) -> tessera::Result<()> {
+        assert!(!self.preprocessed, "task data comes before preprocess");
+        self.task = Some(meta.sig.size());
+        Ok(())
+    }
+    fn preprocess(&mut self, _meta: &tessera::udf::Meta, out: &mut tessera::udf::Views<'_>) -> tessera::Result<()> {
+        assert!(self.task.is_some(), "task data before preprocess");
+        assert_eq!(out.frames(), 0, "preprocess sees no frames yet");
+        assert!(out.sig("acc").iter().all(|v| *v == 0.0));
+        assert!(!out.has("double"), "result-only buffers are not processed");
+        out.single("starts")[0] += 1.0;
+        self.preprocessed = true;
+        Ok(())
+    }
+    fn process_tile<T: tessera::dataset::Pixel>(
+        &mut self,
+        tile: &tessera::udf::Tile<'_, T>,
+        out: &mut tessera::udf::Views<'_>,
+    ) -> tessera::Result<()> {
+        assert!(self.preprocessed && !self.postprocessed, "process between preprocess and postprocess");
+        assert_eq!(T::DTYPE, tessera::dataset::DType::F32, "tiles converted to the requested dtype");
+        assert!(tile.n_frames() <= 2, "tile depth preference");
+        assert_eq!(out.frames(), tile.n_frames());
+        let weight = tile.aux_f64("weight")?.expect("aux data");
+        for (i, (&nav, &w)) in tile.nav_index().iter().zip(&weight).enumerate() {
+            assert_eq!(w, 2.0 * nav as f64, "aux data row matches its frame");
+            out.nav("w")[i] = w;
+            out.nav("secret")[i] = nav as f64;
+        }
+        tile.sum_frames_into(out.sig("acc"));
+        self.frames += tile.n_frames();
+        Ok(())
+    }
+    fn postprocess(&mut self, _meta: &tessera::udf::Meta, out: &mut tessera::udf::Views<'_>) -> tessera::Result<()> {
+        assert!(self.preprocessed && !self.postprocessed, "postprocess once, after preprocess");
+        assert_eq!(out.frames(), self.frames, "postprocess sees every frame of the partition");
+        let secret = out.nav("secret").to_vec();
+        assert!(out.nav("w").iter().zip(&secret).all(|(w, s)| *w == 2.0 * s));
+        out.single("posts")[0] += 1.0;
+        self.postprocessed = true;
+        Ok(())
+    }
+    fn merge(&self, dest: &mut tessera::udf::Views<'_>, src: &mut tessera::udf::Views<'_>) -> tessera::Result<()> {
+        if src.single("posts")[0] != 1.0 || src.single("starts")[0] != 1.0 {
+            return Err(tessera::Error::udf(
+                "udf_probe",
+                "merged a partition that was not pre- and postprocessed once",
+            ));
+        }
+        for name in ["starts", "posts"] {
+            let v = src.single(name)[0];
+            dest.single(name)[0] += v;
+        }
+        let acc = src.sig("acc").to_vec();
+        for (d, s) in dest.sig("acc").iter_mut().zip(acc) {
+            *d += s;
+        }
+        Ok(())
+    }
+    fn get_results(&self, _meta: &tessera::udf::Meta, bufs: &mut tessera::udf::Views<'_>) -> tessera::Result<()> {
+        let valid = bufs.valid().expect("valid mask in get_results").to_vec();
+        let w = bufs.nav("w").to_vec();
+        for (i, d) in bufs.nav("double").iter_mut().enumerate() {
+            *d = if valid[i] { 2.0 * w[i] } else { 0.0 };
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_hooks_aux_data_private_and_result_only_buffers() {
+    for partitions in [1, 3] {
+        let mut session = datafusion::prelude::SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_target_partitions(partitions),
+        );
+        tessera::register(&mut session).unwrap();
+        session.register_udaf(tessera::udf::aggregate(Probe::default()));
+        let ds =
+            tessera::dataset::open(&DatasetSpec::parse("synthetic,nav=5x7,sig=8x8,dtype=uint16").unwrap()).unwrap();
+        session
+            .register_table("scan", Arc::new(tessera::scan::TileTable::new("scan", ds).with_batch_bytes(8 * 8 * 2 * 5)))
+            .unwrap();
+        let b = session
+            .sql("SELECT udf_probe(tile, weight => nav_index * 2) AS p, udf_sum(tile) AS s FROM scan WHERE nav_x <> 3")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let p = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap();
+        let s = tessera::udf::Results::from_struct(b[0].column(1).as_struct(), 0).unwrap();
+        assert!(!p.buffers.contains_key("secret"), "private buffers are not returned");
+        let valid = p.valid.clone().unwrap();
+        let w = p.buffers["w"].to_f64();
+        let double = p.buffers["double"].to_f64();
+        for (i, ok) in valid.iter().enumerate() {
+            assert_eq!(*ok, i % 7 != 3);
+            if *ok {
+                assert_eq!(w.as_slice().unwrap()[i], 2.0 * i as f64);
+                assert_eq!(double.as_slice().unwrap()[i], 4.0 * i as f64);
+            }
+        }
+        assert_eq!(p.buffers["acc"].to_f64(), s.buffers["intensity"].to_f64(), "p{partitions}");
+        let starts = p.buffers["starts"].to_f64()[[0]];
+        assert_eq!(starts, p.buffers["posts"].to_f64()[[0]]);
+        assert!(starts >= 1.0 && starts <= partitions as f64, "one start per partition: {starts}");
+    }
+}

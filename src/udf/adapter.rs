@@ -27,7 +27,8 @@ pub const VALID: &str = "valid";
 /// by downcasting).
 trait ErasedUdf: Send + Sync + std::fmt::Debug {
     fn params(&self) -> &'static [&'static str];
-    fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<super::Buffers>;
+    /// The configured buffers, and the meta with the input dtype the UDF asks for.
+    fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<(Meta, super::Buffers)>;
     fn accumulator(
         &self,
         meta: Meta,
@@ -42,8 +43,17 @@ impl<U: Udf> ErasedUdf for U {
     fn params(&self) -> &'static [&'static str] {
         Udf::params(self)
     }
-    fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<super::Buffers> {
-        self.configure(meta, args)?.buffers(meta)
+    fn buffers(&self, meta: &Meta, args: &Args) -> crate::Result<(Meta, super::Buffers)> {
+        let udf = self.configure(meta, args)?;
+        let mut meta = meta.clone();
+        if let Some(dt) = udf.input_dtype(meta.input_dtype) {
+            if !dt.is_pixel() {
+                return Err(crate::Error::udf(udf.name(), format!("cannot take {dt} pixels")));
+            }
+            meta.input_dtype = dt;
+        }
+        let buffers = udf.buffers(&meta)?;
+        Ok((meta, buffers))
     }
     fn accumulator(
         &self,
@@ -52,7 +62,9 @@ impl<U: Udf> ErasedUdf for U {
         decls: Vec<BufferDecl>,
         has_nav: bool,
     ) -> crate::Result<Box<dyn Accumulator>> {
-        Ok(Box::new(UdfAccumulator::new(self.configure(&meta, args)?, meta, decls, has_nav)))
+        let mut acc = UdfAccumulator::new(self.configure(&meta, args)?, meta, decls, has_nav);
+        acc.param_names = args.names.clone();
+        Ok(Box::new(acc))
     }
     fn key(&self) -> String {
         format!("{self:?}")
@@ -178,7 +190,8 @@ impl UdfAggregate {
         values.resize(params.len(), None);
         let names = self.udf.params()[..params.len()].iter().map(|s| s.to_string()).collect();
         let args = Args { names, fields: params.to_vec(), values, known };
-        let decls = self.udf.buffers(&meta, &args).map_err(|e| DataFusionError::Plan(e.to_string()))?.decls().to_vec();
+        let (meta, buffers) = self.udf.buffers(&meta, &args).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        let decls = buffers.decls().to_vec();
         for (i, d) in decls.iter().enumerate() {
             if d.name == VALID || decls[..i].iter().any(|o| o.name == d.name) {
                 return plan_err!("{}: buffer name '{}' is reserved or declared twice", self.name, d.name);
@@ -370,6 +383,8 @@ struct UdfAccumulator<U: Udf> {
     sig: Vec<usize>,
     /// Whether the last argument is the frames' nav_index.
     has_nav: bool,
+    /// Names of the parameters between the tile and nav_index (aux data by name).
+    param_names: Vec<String>,
     part: PartitionBuffers,
     started: bool,
     finished: bool,
@@ -423,6 +438,7 @@ impl<U: Udf> UdfAccumulator<U> {
             decls,
             sig,
             has_nav,
+            param_names: Vec::new(),
             part: PartitionBuffers::default(),
             started: false,
             finished: false,
@@ -444,6 +460,7 @@ impl<U: Udf> UdfAccumulator<U> {
                 _ => vec![d.fill; buffer_len(&self.meta, d)],
             })
             .collect();
+        self.udf.task_data(&self.meta)?;
         let mut views = make_views(&self.decls, &mut self.part.bufs, 0..0, &self.sig, true, false);
         self.udf.preprocess(&self.meta, &mut views)?;
         Ok(())
@@ -460,7 +477,7 @@ impl<U: Udf> UdfAccumulator<U> {
         Ok(())
     }
 
-    fn process<T: Pixel>(&mut self, tiles: &dyn Array, r0: usize) -> Result<()> {
+    fn process<T: Pixel>(&mut self, tiles: &dyn Array, aux: &[(String, ArrayRef)], r0: usize) -> Result<()> {
         let tiles = tiles.as_fixed_size_list();
         let Some(values) = tiles.values().as_primitive_opt::<T::Arrow>() else {
             return exec_err!("{}: tile values are {}, expected {}", self.udf.name(), tiles.value_type(), T::DTYPE);
@@ -469,25 +486,25 @@ impl<U: Udf> UdfAccumulator<U> {
         let n = tiles.len();
         let s = self.meta.sig.size();
         let method = self.udf.method();
+        let depth = match method {
+            Method::Frame => 1,
+            Method::Tile => self.udf.tile_depth().unwrap_or(n).max(1),
+            Method::Partition => n,
+        };
         let UdfAccumulator { udf, decls, part, sig, .. } = self;
         let idx = &part.nav_index[r0..r0 + n];
-        match method {
-            Method::Tile | Method::Partition => {
-                let tile = Tile::new(data, sig, idx);
-                let mut views = make_views(decls, &mut part.bufs, r0..r0 + n, sig, true, false);
-                if method == Method::Tile {
-                    udf.process_tile(&tile, &mut views)?;
-                } else {
-                    udf.process_partition(&tile, &mut views)?;
-                }
+        let mut start = 0;
+        while start < n {
+            let k = depth.min(n - start);
+            let tile = Tile::new(&data[start * s..(start + k) * s], sig, &idx[start..start + k]).with_aux(aux, start);
+            let rows = r0 + start..r0 + start + k;
+            let mut views = make_views(decls, &mut part.bufs, rows, sig, true, false);
+            match method {
+                Method::Tile => udf.process_tile(&tile, &mut views)?,
+                Method::Frame => udf.process_frame(&tile, &mut views)?,
+                Method::Partition => udf.process_partition(&tile, &mut views)?,
             }
-            Method::Frame => {
-                for i in 0..n {
-                    let frame = Tile::new(&data[i * s..(i + 1) * s], sig, &idx[i..i + 1]);
-                    let mut views = make_views(decls, &mut part.bufs, r0 + i..r0 + i + 1, sig, true, false);
-                    udf.process_frame(&frame, &mut views)?;
-                }
-            }
+            start += k;
         }
         Ok(())
     }
@@ -601,10 +618,24 @@ impl<U: Udf> Accumulator for UdfAccumulator<U> {
         let Some(tiles) = values.first() else { return Ok(()) };
         let mut tiles = tiles.clone();
         let mut idx = if self.has_nav { values.last().cloned() } else { None };
+        let params = &values[1..values.len() - usize::from(self.has_nav)];
+        let mut aux: Vec<(String, ArrayRef)> = self.param_names.iter().cloned().zip(params.iter().cloned()).collect();
         if tiles.null_count() > 0 {
             let keep = is_not_null(&tiles)?;
             tiles = filter(&tiles, &keep)?;
             idx = idx.map(|i| filter(&i, &keep)).transpose()?;
+            for (_, a) in aux.iter_mut() {
+                *a = filter(a, &keep)?;
+            }
+        }
+        let want = self.meta.input_dtype.arrow();
+        if let Some(list) = tiles.as_fixed_size_list_opt()
+            && list.value_type() != want
+        {
+            // the UDF asked for another pixel type: convert once per batch
+            let values = cast(list.values(), &want)?;
+            let item = Arc::new(Field::new("item", want, true));
+            tiles = Arc::new(arrow::array::FixedSizeListArray::try_new(item, list.value_length(), values, None)?);
         }
         let n = tiles.len();
         if n == 0 {
@@ -627,7 +658,7 @@ impl<U: Udf> Accumulator for UdfAccumulator<U> {
             }
         }
         let dtype = self.meta.input_dtype;
-        with_pixel_type!(dtype, T => self.process::<T>(tiles.as_ref(), r0),
+        with_pixel_type!(dtype, T => self.process::<T>(tiles.as_ref(), &aux, r0),
             _ => exec_err!("{}: unsupported pixel type {dtype}", self.udf.name()))
     }
 

@@ -140,11 +140,35 @@ pub struct Tile<'a, T> {
     data: &'a [T],
     sig: &'a [usize],
     nav_index: &'a [i64],
+    aux: &'a [(String, arrow::array::ArrayRef)],
+    aux_offset: usize,
 }
 
 impl<'a, T: Pixel> Tile<'a, T> {
     pub(crate) fn new(data: &'a [T], sig: &'a [usize], nav_index: &'a [i64]) -> Self {
-        Tile { data, sig, nav_index }
+        Tile { data, sig, nav_index, aux: &[], aux_offset: 0 }
+    }
+    pub(crate) fn with_aux(mut self, aux: &'a [(String, arrow::array::ArrayRef)], offset: usize) -> Self {
+        self.aux = aux;
+        self.aux_offset = offset;
+        self
+    }
+    /// Aux data: the values of parameter `name` for these frames — a per-frame column passed to the
+    /// UDF (`udf_x(tile, weight => some_column)`), one entry per frame.
+    pub fn aux(&self, name: &str) -> Option<arrow::array::ArrayRef> {
+        let (_, a) = self.aux.iter().find(|(n, _)| n == name)?;
+        Some(a.slice(self.aux_offset, self.n_frames()))
+    }
+    /// Aux data as f64 values (`None` if the parameter was not given).
+    pub fn aux_f64(&self, name: &str) -> Result<Option<Vec<f64>>> {
+        use arrow::array::{Array, AsArray};
+        let Some(a) = self.aux(name) else { return Ok(None) };
+        let f = arrow::compute::cast(&a, &arrow::datatypes::DataType::Float64)?;
+        let f = f.as_primitive::<arrow::datatypes::Float64Type>();
+        if f.null_count() > 0 {
+            return Err(Error::udf("aux", format!("aux data '{name}' has NULL values")));
+        }
+        Ok(Some(f.values().to_vec()))
     }
     /// The pixels, `frames × sig` elements, C order.
     pub fn data(&self) -> &'a [T] {
@@ -263,6 +287,20 @@ pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Which `process_*` method to call.
     fn method(&self) -> Method {
         Method::Tile
+    }
+    /// The pixel type the kernels want, given the dataset's: `None` (the default) keeps the native
+    /// type, so integer data stays integer; otherwise tiles are converted once per batch.
+    fn input_dtype(&self, _native: DType) -> Option<DType> {
+        None
+    }
+    /// At most this many frames per `process_tile` call (`None`: the whole batch).
+    fn tile_depth(&self) -> Option<usize> {
+        None
+    }
+    /// Computes per-partition data (LiberTEM's task data) into `self` when a partition starts, before
+    /// `preprocess`.
+    fn task_data(&mut self, _meta: &Meta) -> Result<()> {
+        Ok(())
     }
     /// Runs when a partition starts.
     fn preprocess(&mut self, _meta: &Meta, _out: &mut Views<'_>) -> Result<()> {
