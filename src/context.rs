@@ -190,18 +190,51 @@ impl Context {
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
+    /// Starts a query in the background: poll its [`progress`](crate::progress::RunningQuery::progress),
+    /// [`cancel`](crate::progress::RunningQuery::cancel) it, or wait for it.
+    /// `runtime`: where to execute (see [`RunningQuery::start`](crate::progress::RunningQuery::start)).
+    pub async fn start(
+        &self,
+        query: &str,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) -> Result<crate::progress::RunningQuery> {
+        let df = self.sql(query).await?;
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await?;
+        Ok(crate::progress::RunningQuery::start(plan, task, runtime))
+    }
+
+    /// Runs `udf` over `table` (optionally restricted to `roi`) and yields merged partial results as
+    /// the DataFusion partitions finish — the last item is the complete result.
+    pub async fn run_udf_live<U: Udf>(
+        &self,
+        table: &str,
+        udf: U,
+        roi: Option<&Roi>,
+    ) -> Result<impl futures::Stream<Item = Result<Results>> + use<U>> {
+        let df = self.roi_frame(table, roi).await?.select(vec![col("tile"), col("nav_index")])?;
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await?;
+        crate::progress::live_results(udf, plan, task)
+    }
+
+    /// The table restricted to a ROI given as a bitmask (through a temporary registered mask).
+    async fn roi_frame(&self, table: &str, roi: Option<&Roi>) -> Result<DataFrame> {
+        let mut df = self.ctx.table(table).await?;
+        if let Some(roi) = roi {
+            let mask_name = format!("__run_udf_{}", self.temp.fetch_add(1, Ordering::Relaxed));
+            self.masks.insert(&mask_name, roi.clone());
+            let f = self.ctx.udf("roi_mask")?;
+            df = df.filter(f.call(vec![lit(mask_name), col("nav_index")]))?;
+        }
+        Ok(df)
+    }
+
     /// Runs `udf` over table `table` (optionally restricted to `roi`) and returns its results as
     /// typed arrays — no SQL needed.
     pub async fn run_udf<U: Udf>(&self, table: &str, udf: U, roi: Option<&Roi>) -> Result<Results> {
         let udaf = aggregate(udf);
-        let mut df = self.ctx.table(table).await?;
-        let mask_name;
-        if let Some(roi) = roi {
-            mask_name = format!("__run_udf_{}", self.temp.fetch_add(1, Ordering::Relaxed));
-            self.masks.insert(&mask_name, roi.clone());
-            let f = self.ctx.udf("roi_mask")?;
-            df = df.filter(f.call(vec![lit(mask_name.clone()), col("nav_index")]))?;
-        }
+        let df = self.roi_frame(table, roi).await?;
         let df = df.aggregate(vec![], vec![udaf.call(vec![col("tile"), col("nav_index")]).alias("result")])?;
         let batches = df.collect().await?;
         let batch =

@@ -42,6 +42,9 @@ pub enum Error {
     /// Something unsupported (a dtype, a layout).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The query was cancelled.
+    #[error("the query was cancelled")]
+    Cancelled,
     /// An error raised by DataFusion or Arrow.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -21,7 +21,8 @@
 //!
 //! Modules: [`geometry`] (shapes, ROI), [`dataset`] (formats), [`scan`] (the table provider),
 //! [`udf`] (the UDF model and built-ins), [`tensor`] (Arrow's tensor type), [`export`],
-//! [`display`] (readable summaries of results).
+//! [`display`] (readable summaries of results), [`progress`] (running queries, cancellation, live
+//! partial results).
 #![deny(missing_docs)]
 
 mod context;
@@ -30,6 +31,7 @@ pub mod display;
 mod error;
 pub mod export;
 pub mod geometry;
+pub mod progress;
 pub mod scan;
 pub mod tensor;
 pub mod udf;

@@ -259,3 +259,71 @@ async fn lifecycle_hooks_aux_data_private_and_result_only_buffers() {
         assert!(starts >= 1.0 && starts <= partitions as f64, "one start per partition: {starts}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stops_reading_promptly() {
+    let c = ctx(2);
+    c.register_spec("big", DatasetSpec::parse("synthetic,nav=512x512,sig=32x32,dtype=float32").unwrap()).unwrap();
+    // execute on a runtime of its own, as the CLI does, so that this test's timers keep running
+    let exec = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = c.start("SELECT udf_sum(tile) FROM big", Some(exec.handle())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = running.progress();
+    assert!(before.frames_read > 0 && before.frames_read < before.frames_total, "{before:?}");
+    assert_eq!(before.frames_total, 512 * 512);
+    running.cancel();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let settled = running.progress();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let after = running.progress();
+    assert_eq!(settled.frames_read, after.frames_read, "reading goes on after cancel");
+    assert!(after.frames_read < before.frames_total / 4, "{after:?}");
+    assert!(matches!(running.finish().await, Err(tessera::Error::Cancelled)));
+    exec.shutdown_background();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_partial_results_grow_to_the_full_result() {
+    use futures::StreamExt;
+    use tessera::udf::builtin::{StdDev, SumSig};
+    let c = ctx(3);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=9x8,sig=16x16,dtype=uint16").unwrap()).unwrap();
+    let roi = tessera::geometry::Roi::from_bools((0..72).map(|i| i % 5 != 0));
+    let full = c.run_udf("scan", SumSig, Some(&roi)).await.unwrap();
+    let items: Vec<_> = c.run_udf_live("scan", SumSig, Some(&roi)).await.unwrap().collect().await;
+    assert_eq!(items.len(), 3, "one merged result per finished partition");
+    let mut seen = 0;
+    for item in &items {
+        let r = item.as_ref().unwrap();
+        let n = r.valid.as_ref().unwrap().iter().filter(|v| **v).count();
+        assert!(n > seen, "partial results grow");
+        seen = n;
+        // every valid frame already has its final value
+        let (a, b) = (r.buffers["intensity"].to_f64(), full.buffers["intensity"].to_f64());
+        for (i, ok) in r.valid.as_ref().unwrap().iter().enumerate() {
+            if *ok {
+                assert_eq!(a.as_slice().unwrap()[i], b.as_slice().unwrap()[i]);
+            }
+        }
+    }
+    assert_eq!(seen, roi.count());
+    let last = items.last().unwrap().as_ref().unwrap();
+    assert_eq!(last.valid, full.valid);
+    let std_full = c.run_udf("scan", StdDev::default(), None).await.unwrap();
+    let live: Vec<_> = c.run_udf_live("scan", StdDev::default(), None).await.unwrap().collect().await;
+    let last = live.last().unwrap().as_ref().unwrap();
+    let (a, b) = (last.buffers["std"].to_f64(), std_full.buffers["std"].to_f64());
+    assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() <= 1e-9 * y.abs().max(1.0)));
+}
+
+#[test]
+fn cli_shows_a_progress_bar_on_long_runs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["sql", "-t", "s=synthetic,nav=96x96,sig=64x64,dtype=float32", "SELECT udf_sum(tile) FROM s"])
+        .env("TESSERA_PROGRESS", "always")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("frames in") && err.contains("% ") && err.contains("/9216 frames"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! The `tessera` command line: SQL over detector files, file info, and the demo.
 
+use arrow::record_batch::RecordBatch;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use tessera::dataset::{DatasetSpec, open};
 use tessera::display::summarize;
 use tessera::export::{FileFormats, write_results};
 use tessera::{Context, default_config};
+use tokio::runtime::Handle;
 
 /// The spec of the always-registered synthetic table `demo`.
 const DEMO_SPEC: &str = "synthetic,nav=32x32,sig=64x64,dtype=uint16";
@@ -60,12 +62,18 @@ fn context(partitions: Option<usize>) -> tessera::Result<Context> {
     Ok(ctx)
 }
 
-async fn sql(tables: &[String], partitions: Option<usize>, out: Option<&Path>, query: &str) -> tessera::Result<()> {
+async fn sql(
+    tables: &[String],
+    partitions: Option<usize>,
+    out: Option<&Path>,
+    query: &str,
+    exec: &Handle,
+) -> tessera::Result<()> {
     let ctx = context(partitions)?;
     for t in tables {
         ctx.register_table_arg(t)?;
     }
-    let batches = ctx.sql(query).await?.collect().await?;
+    let batches = run_with_progress(&ctx, query, exec).await?;
     print!("{}", summarize(&batches));
     if let Some(dir) = out {
         for f in write_results(&batches, dir, FileFormats { npy: true, png: true })? {
@@ -73,6 +81,53 @@ async fn sql(tables: &[String], partitions: Option<usize>, out: Option<&Path>, q
         }
     }
     Ok(())
+}
+
+/// Runs a query; on runs over a second draws a progress bar on stderr (when it is a terminal, or
+/// with TESSERA_PROGRESS=always); Ctrl-C cancels the query.
+/// The query runs on `exec`, a multi-threaded runtime of its own, so that this one (current-thread)
+/// keeps drawing the progress bar and hears Ctrl-C while every core is busy.
+async fn run_with_progress(ctx: &Context, query: &str, exec: &Handle) -> tessera::Result<Vec<RecordBatch>> {
+    use std::io::{IsTerminal, Write};
+    let running = ctx.start(query, Some(exec)).await?;
+    let started = std::time::Instant::now();
+    let show = std::env::var("TESSERA_PROGRESS").is_ok_and(|v| v == "always") || std::io::stderr().is_terminal();
+    let mut drawn = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    while !running.is_finished() {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                running.cancel();
+                let p = running.progress();
+                eprintln!("\ncancelled after {} of {} frames", p.frames_read, p.frames_total);
+                return Err(tessera::Error::Cancelled);
+            }
+            _ = tick.tick() => {
+                if show && started.elapsed().as_secs_f64() > 1.0 && !running.is_finished() {
+                    let p = running.progress();
+                    let width = 30;
+                    let done = (p.fraction() * width as f64).round() as usize;
+                    let rate = p.bytes_read as f64 / started.elapsed().as_secs_f64() / 1e9;
+                    eprint!(
+                        "\r[{}{}] {:>3.0}% {}/{} frames {:.2} GB/s",
+                        "#".repeat(done.min(width)),
+                        ".".repeat(width - done.min(width)),
+                        100.0 * p.fraction(),
+                        p.frames_read,
+                        p.frames_total,
+                        rate
+                    );
+                    let _ = std::io::stderr().flush();
+                    drawn = true;
+                }
+            }
+        }
+    }
+    if drawn {
+        let p = running.progress();
+        eprintln!("\r{:<80}", format!("{} frames in {:.1} s", p.frames_read, started.elapsed().as_secs_f64()));
+    }
+    running.finish().await
 }
 
 fn functions() -> tessera::Result<()> {
@@ -156,7 +211,7 @@ async fn demo(out: &std::path::Path) -> tessera::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -164,7 +219,16 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Sql { tables, partitions, out, query } => rt.block_on(sql(tables, *partitions, out.as_deref(), query)),
+        Command::Sql { tables, partitions, out, query } => {
+            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(exec) => {
+                    let r = rt.block_on(sql(tables, *partitions, out.as_deref(), query, exec.handle()));
+                    exec.shutdown_background();
+                    r
+                }
+                Err(e) => Err(tessera::Error::io("tokio runtime", e)),
+            }
+        }
         Command::Info { spec } => info(spec),
         Command::Functions => functions(),
         Command::Demo { out } => rt.block_on(demo(out)),

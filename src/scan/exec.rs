@@ -12,7 +12,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, Statistics};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -69,7 +69,8 @@ impl TileScanExec {
             Partitioning::UnknownPartitioning(parts.len()),
             EmissionType::Incremental,
             Boundedness::Bounded,
-        );
+        )
+        .with_scheduling_type(SchedulingType::Cooperative);
         TileScanExec {
             table,
             dataset,
@@ -84,6 +85,17 @@ impl TileScanExec {
             metrics: ExecutionPlanMetricsSet::new(),
             pool: BufferPool::new(),
         }
+    }
+
+    /// Frames this scan reads in all (its ROI, capped by a limit).
+    pub fn frames_selected(&self) -> usize {
+        let n: usize = self
+            .parts
+            .iter()
+            .map(|p| p.iter().map(|r| r.1).sum::<usize>())
+            .map(|n| self.limit.map_or(n, |l| n.min(l)))
+            .sum();
+        n
     }
 
     /// The ROI the scan reads.
@@ -148,7 +160,7 @@ impl ExecutionPlan for TileScanExec {
         Ok(Arc::new(Statistics::new_unknown(&self.schema()).with_num_rows(Precision::Exact(rows))))
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let schema = self.schema();
         let mut runs = self.parts.get(partition).cloned().unwrap_or_default();
         if let Some(limit) = self.limit {
@@ -163,10 +175,11 @@ impl ExecutionPlan for TileScanExec {
             batches: chunk_runs(&runs, self.batch_frames),
             next: 0,
             pool: self.pool.clone(),
+            cancel: context.session_config().get_extension::<crate::progress::CancelFlag>(),
             bytes_read: MetricBuilder::new(&self.metrics).counter(metric::BYTES_READ, partition),
             frames_read: MetricBuilder::new(&self.metrics).counter(metric::FRAMES_READ, partition),
         };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(reader))))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, Yielding { reader, yield_next: false })))
     }
 }
 
@@ -208,6 +221,31 @@ fn chunk_runs(runs: &[(usize, usize)], batch_frames: usize) -> Vec<Vec<(usize, u
     batches
 }
 
+/// The scan's stream: reads one batch per poll and yields to the runtime between batches, so that a
+/// cancelled query (its task aborted) stops reading at the next batch instead of at the end of the
+/// partition. Reads are synchronous: from the page cache or a memory map they take microseconds per
+/// batch, and the partition already runs on a task of its own.
+struct Yielding {
+    reader: BatchReader,
+    yield_next: bool,
+}
+
+impl futures::Stream for Yielding {
+    type Item = Result<RecordBatch>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.yield_next {
+            self.yield_next = false;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        self.yield_next = true;
+        std::task::Poll::Ready(self.reader.next())
+    }
+}
+
 /// Reads one batch per `next()`.
 struct BatchReader {
     dataset: Arc<dyn Dataset>,
@@ -217,6 +255,7 @@ struct BatchReader {
     batches: Vec<Vec<(usize, usize)>>,
     next: usize,
     pool: BufferPool,
+    cancel: Option<Arc<crate::progress::CancelFlag>>,
     bytes_read: Count,
     frames_read: Count,
 }
@@ -253,6 +292,10 @@ impl BatchReader {
 impl Iterator for BatchReader {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
+        if self.cancel.as_ref().is_some_and(|c| c.is_set()) {
+            self.next = self.batches.len();
+            return Some(Err(crate::Error::Cancelled.into()));
+        }
         let runs = self.batches.get(self.next)?;
         self.next += 1;
         Some(self.read(runs))

@@ -200,6 +200,13 @@ impl UdfAggregate {
         Ok((meta, args, decls, has_nav))
     }
 
+    /// An accumulator outside a DataFusion plan, for arguments `[tile, nav_index]` (live results).
+    pub(crate) fn standalone_accumulator(&self, fields: &[FieldRef]) -> Result<Box<dyn Accumulator>> {
+        let (meta, args, decls, has_nav) = self.plan(fields, Some(Vec::new()))?;
+        self.check_nav_index(has_nav, &decls)?;
+        Ok(self.udf.accumulator(meta, &args, decls, has_nav)?)
+    }
+
     /// Checks a call's parameters when the query is planned: they must be constants, and the UDF's
     /// `configure` must accept their values. Called by the analyzer rewrite.
     pub(crate) fn validate_call(
