@@ -327,3 +327,43 @@ fn cli_shows_a_progress_bar_on_long_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("frames in") && err.contains("% ") && err.contains("/9216 frames"), "{err}");
 }
+
+#[tokio::test]
+async fn map_turns_a_closure_into_a_nav_result() {
+    use tessera::udf::{Map, aggregate, map};
+    let c = ctx(3);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=4x6,sig=8x8,dtype=uint16").unwrap()).unwrap();
+    let brightest = map("brightest", |f| f.iter().cloned().fold(f64::MIN, f64::max));
+    let roi = tessera::geometry::Roi::from_bools((0..24).map(|i| i >= 6));
+    let r = c.run_udf("scan", brightest, Some(&roi)).await.unwrap();
+    let got = r.buffers["result"].to_f64();
+    // the same from SQL with a user UDF registered on the session, and picked frames
+    let corners = Map::new("udf_corners", &[2], |f, out| {
+        out[0] = f[[0, 0]];
+        out[1] = f[[7, 7]];
+    });
+    c.session().register_udaf(aggregate(corners));
+    let b = c.sql("SELECT nav_index, tile FROM scan ORDER BY nav_index").await.unwrap().collect().await.unwrap();
+    let s = c.sql("SELECT udf_corners(tile) FROM scan").await.unwrap().collect().await.unwrap();
+    let corners = tessera::udf::Results::from_struct(s[0].column(0).as_struct(), 0).unwrap().buffers["result"].to_f64();
+    assert_eq!(corners.shape(), &[4, 6, 2]);
+    let mut i = 0;
+    for batch in &b {
+        let tiles = batch.column(1).as_fixed_size_list();
+        for row in 0..batch.num_rows() {
+            let px = tiles.value(row);
+            let px = px.as_primitive::<arrow::datatypes::UInt16Type>();
+            let max = px.values().iter().copied().max().unwrap() as f64;
+            let (y, x) = (i / 6, i % 6);
+            if i >= 6 {
+                assert_eq!(got[[y, x]], max);
+            } else {
+                assert!(got[[y, x]].is_nan());
+            }
+            assert_eq!(corners[[y, x, 0]], px.value(0) as f64);
+            assert_eq!(corners[[y, x, 1]], px.value(63) as f64);
+            i += 1;
+        }
+    }
+    assert_eq!(i, 24);
+}

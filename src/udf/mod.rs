@@ -19,6 +19,7 @@
 mod adapter;
 mod buffers;
 pub mod builtin;
+mod map;
 pub mod masks;
 pub mod named_args;
 mod results;
@@ -26,6 +27,7 @@ mod rewrite;
 
 pub use adapter::{UdfAggregate, aggregate};
 pub use buffers::{BufferDecl, Buffers, Kind, Views};
+pub use map::{Map, map};
 pub use results::{ResultBuffer, Results};
 pub use rewrite::{LITERAL_KEY, LiteralParamPlanner, NavIndexRewrite};
 
