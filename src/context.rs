@@ -41,6 +41,7 @@ pub fn register(ctx: &mut SessionContext) -> Result<MaskRegistry> {
     ctx.register_function_rewrite(Arc::new(NavIndexRewrite))?;
     ctx.register_expr_planner(Arc::new(crate::udf::LiteralParamPlanner))?;
     ctx.register_udtf("nav_rows", Arc::new(crate::export::NavRowsFunction));
+    ctx.register_udtf("write_files", Arc::new(crate::export::WriteFilesFunction));
     Ok(masks)
 }
 

@@ -131,3 +131,27 @@ async fn results_to_npy_and_png() {
     let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks_exact(4).collect();
     assert!(pixels.iter().any(|p| p[..3] == low) && pixels.iter().any(|p| p[..3] == high));
 }
+
+#[tokio::test]
+async fn write_files_from_sql() {
+    let dir = tempdir();
+    let c = ctx(2);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=4x4,sig=8x8,dtype=uint8").unwrap()).unwrap();
+    let q = format!(
+        "SELECT * FROM write_files('SELECT udf_sum_sig(tile) AS b FROM scan WHERE nav_y < 2', '{}', 'npy')",
+        dir.path().display()
+    );
+    let b = c.sql(&q).await.unwrap().collect().await.unwrap();
+    let n: usize = b.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(n, 2, "intensity and valid");
+    let (shape, v) = crate::common::load_npy(&dir.path().join("b.intensity.npy"));
+    assert_eq!(shape, vec![4, 4]);
+    assert_eq!(v.iter().filter(|x| x.is_nan()).count(), 8);
+    let bad = c
+        .sql(&format!(
+            "SELECT * FROM write_files('SELECT udf_sum(tile) FROM scan', '{}', 'tiff')",
+            dir.path().display()
+        ))
+        .await;
+    assert!(bad.unwrap_err().to_string().contains("unknown format 'tiff'"));
+}

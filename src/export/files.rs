@@ -116,3 +116,73 @@ pub fn write_results(batches: &[RecordBatch], dir: &Path, formats: FileFormats) 
     }
     Ok(written)
 }
+
+/// `write_files('<query>', '<folder>' [, 'npy,png'])`: runs the query and writes its UDF results as
+/// files (see [`write_results`]); one row per file written, column `path`.
+///
+/// ```sql
+/// SELECT * FROM write_files('SELECT udf_sum(tile) AS s FROM scan', '/tmp/results', 'png')
+/// ```
+#[derive(Debug, Default)]
+pub struct WriteFilesFunction;
+
+#[derive(Debug)]
+struct WriteFiles {
+    dir: PathBuf,
+    formats: FileFormats,
+    schema: arrow::datatypes::SchemaRef,
+}
+
+impl datafusion::catalog::TableFunctionImpl for WriteFilesFunction {
+    fn call_with_args(
+        &self,
+        args: datafusion::catalog::TableFunctionArgs,
+    ) -> datafusion::common::Result<std::sync::Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::Expr;
+        let (plan, rest) = super::deferred::plan_query_arg("write_files", &args)?;
+        let text = |e: Option<&Expr>| match e {
+            Some(Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _)) => Some(s.clone()),
+            _ => None,
+        };
+        let Some(dir) = text(rest.first()) else {
+            return datafusion::common::plan_err!(
+                "write_files needs a folder: write_files('<query>', '/path/to/folder')"
+            );
+        };
+        let formats = match rest.get(1) {
+            None => FileFormats { npy: true, png: true },
+            Some(e) => {
+                let Some(list) = text(Some(e)) else {
+                    return datafusion::common::plan_err!("write_files: the formats are a string such as 'npy,png'");
+                };
+                let mut f = FileFormats { npy: false, png: false };
+                for part in list.split(',').map(str::trim) {
+                    match part {
+                        "npy" => f.npy = true,
+                        "png" => f.png = true,
+                        other => {
+                            return datafusion::common::plan_err!("write_files: unknown format '{other}' (npy, png)");
+                        }
+                    }
+                }
+                f
+            }
+        };
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+            "path",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        )]));
+        let rows = WriteFiles { dir: PathBuf::from(dir), formats, schema: schema.clone() };
+        Ok(std::sync::Arc::new(super::deferred::DeferredTable::new(plan, schema, rows)))
+    }
+}
+
+impl super::deferred::RowsFromResults for WriteFiles {
+    fn rows(&self, batches: &[RecordBatch]) -> datafusion::common::Result<RecordBatch> {
+        let files = write_results(batches, &self.dir, self.formats)?;
+        let paths = arrow::array::StringArray::from_iter_values(files.iter().map(|p| p.display().to_string()));
+        Ok(RecordBatch::try_new(self.schema.clone(), vec![std::sync::Arc::new(paths)])?)
+    }
+}

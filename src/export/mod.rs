@@ -2,10 +2,11 @@
 //! metadata (Arrow schema in the file); [`Context::sql`](crate::Context::sql) adds provenance.
 //! [`write_results`] writes .npy files and PNG images; `nav_rows` turns results back into rows.
 
+mod deferred;
 mod files;
 mod nav_rows;
 
-pub use files::{FileFormats, viridis, write_npy, write_png, write_results};
+pub use files::{FileFormats, WriteFilesFunction, viridis, write_npy, write_png, write_results};
 pub use nav_rows::NavRowsFunction;
 
 use crate::dataset::DatasetSpec;

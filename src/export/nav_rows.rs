@@ -12,19 +12,15 @@
 //! axes (16 masks) becomes a list column, and `valid` a boolean. The inner query runs when the outer
 //! query is planned.
 
+use super::deferred::{DeferredTable, RowsFromResults};
 use crate::geometry::{Shape, nav_column_names};
 use crate::scan::nav_schema;
 use crate::tensor::tensor_shape;
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, StructArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{Result, ScalarValue, plan_datafusion_err, plan_err};
-use datafusion::datasource::{MemTable, TableType};
-use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Result, plan_err};
 use std::sync::Arc;
 
 /// The `nav_rows` table function.
@@ -40,10 +36,9 @@ struct Source {
     is_valid: bool,
 }
 
-/// The table `nav_rows` returns.
+/// Turns the inner query's result row into one row per frame.
 #[derive(Debug)]
-struct NavRowsTable {
-    plan: LogicalPlan,
+struct NavRows {
     nav: Shape,
     schema: SchemaRef,
     sources: Vec<Source>,
@@ -55,26 +50,12 @@ fn nav_prefix(shape: &[usize], nav: &Shape) -> bool {
 
 impl TableFunctionImpl for NavRowsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let query = match args.exprs() {
-            [
-                Expr::Literal(
-                    ScalarValue::Utf8(Some(q)) | ScalarValue::Utf8View(Some(q)) | ScalarValue::LargeUtf8(Some(q)),
-                    _,
-                ),
-            ] => q.clone(),
-            _ => {
-                return plan_err!(
-                    "nav_rows takes one argument: a query string, e.g. nav_rows('SELECT udf_sum_sig(tile) FROM scan')"
-                );
-            }
-        };
-        let state = args
-            .session()
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| plan_datafusion_err!("nav_rows needs a DataFusion SessionState"))?;
-        // Planning only resolves tables from the catalog, which is ready at once: no I/O to wait for.
-        let plan = futures::executor::block_on(state.create_logical_plan(&query))?;
+        let (plan, rest) = super::deferred::plan_query_arg("nav_rows", &args)?;
+        if !rest.is_empty() {
+            return plan_err!(
+                "nav_rows takes one argument: a query string, e.g. nav_rows('SELECT udf_sum_sig(tile) FROM scan')"
+            );
+        }
         let schema = plan.schema().as_arrow().clone();
         let mut nav: Option<Shape> = None;
         let mut out_fields: Vec<FieldRef> = Vec::new();
@@ -124,27 +105,13 @@ impl TableFunctionImpl for NavRowsFunction {
         let mut fields: Vec<FieldRef> = nav_schema(&nav).fields().iter().cloned().collect();
         debug_assert_eq!(fields.len(), 1 + nav_column_names(&nav).len());
         fields.extend(out_fields);
-        Ok(Arc::new(NavRowsTable { plan, nav, schema: Arc::new(Schema::new(fields)), sources }))
+        let schema = Arc::new(Schema::new(fields));
+        Ok(Arc::new(DeferredTable::new(plan, schema.clone(), NavRows { nav, schema, sources })))
     }
 }
 
-#[async_trait]
-impl TableProvider for NavRowsTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let physical = state.create_physical_plan(&self.plan).await?;
-        let batches = collect(physical, state.task_ctx()).await?;
+impl RowsFromResults for NavRows {
+    fn rows(&self, batches: &[RecordBatch]) -> Result<RecordBatch> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows != 1 {
             return plan_err!("nav_rows: the query must return exactly one row of results, it returned {rows}");
@@ -166,7 +133,6 @@ impl TableProvider for NavRowsTable {
             };
             columns.push(col);
         }
-        let out = RecordBatch::try_new(self.schema.clone(), columns)?;
-        MemTable::try_new(self.schema.clone(), vec![vec![out]])?.scan(state, projection, filters, limit).await
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
