@@ -181,30 +181,20 @@ async fn stddev_logsum_masks_pick_match_libertem() {
                         1e-5,
                     );
                 }
-                check_any(
-                    &format!("sql logsum {tag}"),
-                    res[1].buffer("logsum").unwrap(),
-                    &reference("logsum", "logsum"),
-                    1e-5,
-                );
-                check_any(
-                    &format!("sql masks1 {tag}"),
-                    res[2].buffer("intensity").unwrap(),
-                    &reference("masks1", "intensity"),
-                    1e-5,
-                );
-                check_any(
-                    &format!("sql masks16/npy {tag}"),
-                    res[3].buffer("intensity").unwrap(),
-                    &reference("masks16", "intensity"),
-                    1e-5,
-                );
-                check_any(
-                    &format!("sql masks16/rings {tag}"),
-                    res[4].buffer("intensity").unwrap(),
-                    &reference("masks16", "intensity"),
-                    1e-5,
-                );
+                let checks = [
+                    ("logsum", 1, "logsum", "logsum"),
+                    ("masks1", 2, "intensity", "masks1"),
+                    ("masks16/npy", 3, "intensity", "masks16"),
+                    ("masks16/rings", 4, "intensity", "masks16"),
+                ];
+                for (label, col, buf, case) in checks {
+                    check_any(
+                        &format!("sql {label} {tag}"),
+                        res[col].buffer(buf).unwrap(),
+                        &reference(case, buf),
+                        1e-5,
+                    );
+                }
 
                 let api = c.run_udf("scan", StdDev::default(), roi).await.unwrap();
                 check_any(&format!("api stddev {tag}"), api.buffer("std").unwrap(), &reference("stddev", "std"), 1e-5);
