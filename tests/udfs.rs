@@ -367,3 +367,57 @@ async fn map_turns_a_closure_into_a_nav_result() {
     }
     assert_eq!(i, 24);
 }
+
+/// Sums frames tile by tile with a 5x7 tile shape; counts how often each pixel was covered.
+#[derive(Clone, Debug, Default)]
+struct TiledSum;
+
+impl tessera::udf::Udf for TiledSum {
+    fn name(&self) -> &str {
+        "udf_tiled_sum"
+    }
+    fn tile_shape(&self, _meta: &tessera::udf::Meta) -> Option<[usize; 2]> {
+        Some([5, 7])
+    }
+    fn buffers(&self, _meta: &tessera::udf::Meta) -> tessera::Result<tessera::udf::Buffers> {
+        use tessera::dataset::DType;
+        Ok(tessera::udf::Buffers::new().sig("sum", DType::F64).sig("covered", DType::F64))
+    }
+    fn process_tile<T: tessera::dataset::Pixel>(
+        &mut self,
+        tile: &tessera::udf::Tile<'_, T>,
+        out: &mut tessera::udf::Views<'_>,
+    ) -> tessera::Result<()> {
+        let s = tile.slice().expect("a tile shape was asked for");
+        let view = tile.view3();
+        assert_eq!(view.shape()[1..], [s.h, s.w]);
+        assert!(s.h <= 5 && s.w <= 7);
+        let mut sum = out.sig_tile("sum");
+        for frame in view.outer_iter() {
+            for ((y, x), v) in frame.indexed_iter() {
+                sum[[y, x]] += v.to_f64();
+            }
+        }
+        let frames = tile.n_frames() as f64;
+        out.sig_tile("covered").iter_mut().for_each(|c| *c += frames);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tile_shape_preferences_cut_frames_into_views() {
+    let c = ctx(2).with_batch_bytes(16 * 12 * 2 * 3);
+    c.register_spec("scan", DatasetSpec::parse("synthetic,nav=5x5,sig=16x12,dtype=uint16").unwrap()).unwrap();
+    c.session().register_udaf(tessera::udf::aggregate(TiledSum));
+    let b = c
+        .sql("SELECT udf_tiled_sum(tile) AS t, udf_sum(tile) AS s FROM scan WHERE nav_y > 0")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let t = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap();
+    let s = tessera::udf::Results::from_struct(b[0].column(1).as_struct(), 0).unwrap();
+    assert_eq!(t.buffers["sum"].to_f64(), s.buffers["intensity"].to_f64());
+    assert!(t.buffers["covered"].to_f64().iter().all(|&c| c == 20.0), "every pixel of every frame exactly once");
+}

@@ -498,18 +498,23 @@ impl<U: Udf> UdfAccumulator<U> {
             Method::Tile => self.udf.tile_depth().unwrap_or(n).max(1),
             Method::Partition => n,
         };
-        let UdfAccumulator { udf, decls, part, sig, .. } = self;
+        let UdfAccumulator { udf, decls, part, sig, meta, .. } = self;
         let idx = &part.nav_index[r0..r0 + n];
+        let slices = sig_slices(sig, if method == Method::Tile { udf.tile_shape(meta) } else { None });
         let mut start = 0;
         while start < n {
             let k = depth.min(n - start);
-            let tile = Tile::new(&data[start * s..(start + k) * s], sig, &idx[start..start + k]).with_aux(aux, start);
-            let rows = r0 + start..r0 + start + k;
-            let mut views = make_views(decls, &mut part.bufs, rows, sig, true, false);
-            match method {
-                Method::Tile => udf.process_tile(&tile, &mut views)?,
-                Method::Frame => udf.process_frame(&tile, &mut views)?,
-                Method::Partition => udf.process_partition(&tile, &mut views)?,
+            for &slice in &slices {
+                let tile = Tile::new(&data[start * s..(start + k) * s], sig, &idx[start..start + k])
+                    .with_aux(aux, start)
+                    .with_slice(slice);
+                let rows = r0 + start..r0 + start + k;
+                let mut views = make_views(decls, &mut part.bufs, rows, sig, true, false).with_slice(slice);
+                match method {
+                    Method::Tile => udf.process_tile(&tile, &mut views)?,
+                    Method::Frame => udf.process_frame(&tile, &mut views)?,
+                    Method::Partition => udf.process_partition(&tile, &mut views)?,
+                }
             }
             start += k;
         }
@@ -608,6 +613,19 @@ fn one_list(values: ArrayRef) -> ScalarValue {
     let field = Arc::new(Field::new("item", values.data_type().clone(), true));
     let offsets = arrow::buffer::OffsetBuffer::from_lengths([values.len()]);
     ScalarValue::List(Arc::new(ListArray::new(field, offsets, values, None)))
+}
+
+/// The rectangles that cover a 2-D frame in tiles of `shape` (row-major), or `[None]` for whole frames.
+fn sig_slices(sig: &[usize], shape: Option<[usize; 2]>) -> Vec<Option<super::SigSlice>> {
+    let (Some([th, tw]), [sy, sx]) = (shape, sig) else { return vec![None] };
+    let (th, tw) = (th.clamp(1, *sy), tw.clamp(1, *sx));
+    let mut out = Vec::new();
+    for y0 in (0..*sy).step_by(th) {
+        for x0 in (0..*sx).step_by(tw) {
+            out.push(Some(super::SigSlice { y0, x0, h: th.min(sy - y0), w: tw.min(sx - x0) }));
+        }
+    }
+    out
 }
 
 /// Converts f64 values to a result dtype (rounding for floats, saturating for integers).

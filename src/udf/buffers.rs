@@ -122,6 +122,7 @@ pub struct Views<'a> {
     rows: usize,
     sig: &'a [usize],
     valid: Option<&'a [bool]>,
+    slice: Option<super::SigSlice>,
 }
 
 impl<'a> Views<'a> {
@@ -131,7 +132,33 @@ impl<'a> Views<'a> {
         rows: usize,
         sig: &'a [usize],
     ) -> Self {
-        Views { decls, data, rows, sig, valid: None }
+        Views { decls, data, rows, sig, valid: None, slice: None }
+    }
+
+    pub(crate) fn with_slice(mut self, slice: Option<super::SigSlice>) -> Self {
+        self.slice = slice;
+        self
+    }
+
+    /// A sig buffer cut to the current tile's rectangle (the whole frame without a tile shape):
+    /// `(rows, columns, extra..)`, a strided view.
+    pub fn sig_tile(&mut self, name: &str) -> ArrayViewMutD<'_, f64> {
+        let slice = self.slice;
+        let sig = self.sig.to_vec();
+        let i = self.index(name, Kind::Sig);
+        let mut shape = sig.clone();
+        shape.extend(&self.decls[i].extra_shape);
+        let data = self.data[i].as_deref_mut().unwrap_or_else(|| panic!("buffer '{name}' is not available"));
+        let view = ArrayViewMutD::from_shape(IxDyn(&shape), data).expect("buffer length matches its shape");
+        match slice {
+            None => view,
+            Some(s) => {
+                let mut v = view;
+                v.slice_axis_inplace(ndarray::Axis(0), (s.y0..s.y0 + s.h).into());
+                v.slice_axis_inplace(ndarray::Axis(1), (s.x0..s.x0 + s.w).into());
+                v
+            }
+        }
     }
 
     pub(crate) fn with_valid(mut self, valid: &'a [bool]) -> Self {

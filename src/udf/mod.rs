@@ -136,7 +136,8 @@ pub struct Meta {
     pub dataset: String,
 }
 
-/// A stack of whole frames, in the native pixel type, with their nav indices.
+/// A stack of frames in the native pixel type, with their nav indices — whole frames, or, for a UDF
+/// with a [`Udf::tile_shape`], one rectangle of them ([`Tile::slice`], [`Tile::view3`]).
 #[derive(Debug)]
 pub struct Tile<'a, T> {
     data: &'a [T],
@@ -144,11 +145,34 @@ pub struct Tile<'a, T> {
     nav_index: &'a [i64],
     aux: &'a [(String, arrow::array::ArrayRef)],
     aux_offset: usize,
+    slice: Option<SigSlice>,
+}
+
+/// A rectangle of the frame: rows `y0..y0 + h`, columns `x0..x0 + w`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigSlice {
+    /// First row.
+    pub y0: usize,
+    /// First column.
+    pub x0: usize,
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
 }
 
 impl<'a, T: Pixel> Tile<'a, T> {
     pub(crate) fn new(data: &'a [T], sig: &'a [usize], nav_index: &'a [i64]) -> Self {
-        Tile { data, sig, nav_index, aux: &[], aux_offset: 0 }
+        Tile { data, sig, nav_index, aux: &[], aux_offset: 0, slice: None }
+    }
+    pub(crate) fn with_slice(mut self, slice: Option<SigSlice>) -> Self {
+        self.slice = slice;
+        self
+    }
+    /// The part of the frame this tile covers (`None`: whole frames). With a slice, [`Tile::data`],
+    /// [`Tile::frames`] and [`Tile::view`] still show whole frames; [`Tile::view3`] shows the tile.
+    pub fn slice(&self) -> Option<SigSlice> {
+        self.slice
     }
     pub(crate) fn with_aux(mut self, aux: &'a [(String, arrow::array::ArrayRef)], offset: usize) -> Self {
         self.aux = aux;
@@ -198,10 +222,15 @@ impl<'a, T: Pixel> Tile<'a, T> {
         shape.extend_from_slice(self.sig);
         ArrayViewD::from_shape(IxDyn(&shape), self.data).expect("tile length matches its shape")
     }
-    /// The stack as `(frames, sig_y, sig_x)` (2-D frames).
+    /// The tile as `(frames, rows, columns)`: whole 2-D frames, or the tile's rectangle of them (a
+    /// strided view, no copy).
     pub fn view3(&self) -> ArrayView3<'a, T> {
         let (sy, sx) = (self.sig[0], self.sig[1..].iter().product());
-        ArrayView3::from_shape((self.n_frames(), sy, sx), self.data).expect("tile length matches its shape")
+        let full = ArrayView3::from_shape((self.n_frames(), sy, sx), self.data).expect("tile length matches its shape");
+        match self.slice {
+            None => full,
+            Some(s) => full.slice_move(ndarray::s![.., s.y0..s.y0 + s.h, s.x0..s.x0 + s.w]),
+        }
     }
     /// Adds every frame into `out` (sig-sized), accumulating in f64.
     pub fn sum_frames_into(&self, out: &mut [f64]) {
@@ -293,6 +322,12 @@ pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The pixel type the kernels want, given the dataset's: `None` (the default) keeps the native
     /// type, so integer data stays integer; otherwise tiles are converted once per batch.
     fn input_dtype(&self, _native: DType) -> Option<DType> {
+        None
+    }
+    /// Preferred tile of the frame, `[rows, columns]` (`None`: whole frames). `process_tile` is then
+    /// called once per rectangle of every stack ([`Tile::slice`], [`Tile::view3`],
+    /// [`Views::sig_tile`]); edge tiles are smaller.
+    fn tile_shape(&self, _meta: &Meta) -> Option<[usize; 2]> {
         None
     }
     /// At most this many frames per `process_tile` call (`None`: the whole batch).
