@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::export::provenance_options;
 use crate::geometry::Roi;
 use crate::scan::{MaskRegistry, RoiMaskFunction, TileTable};
+use crate::udf::aux::AuxRegistry;
 use crate::udf::{NavIndexRewrite, Results, Udf, aggregate, builtin};
 use arrow::array::AsArray;
 use datafusion::dataframe::DataFrame;
@@ -31,18 +32,29 @@ use std::sync::{Arc, RwLock};
 /// assert_eq!(rows[0].num_rows(), 1);
 /// # Ok(()) }
 /// ```
-pub fn register(ctx: &mut SessionContext) -> Result<MaskRegistry> {
+pub fn register(ctx: &mut SessionContext) -> Result<Registries> {
     for udaf in builtin::all() {
         ctx.register_udaf(Arc::new(udaf))?;
     }
     let masks = MaskRegistry::default();
     ctx.register_udf(Arc::new(ScalarUDF::from(RoiMaskFunction::new(masks.clone()))))?;
     ctx.register_udf(Arc::new(ScalarUDF::from(crate::udf::masks::MasksFunction::default())))?;
+    let aux = AuxRegistry::default();
+    ctx.register_udf(Arc::new(ScalarUDF::from(crate::udf::aux::AuxFunction::new(aux.clone()))))?;
     ctx.register_function_rewrite(Arc::new(NavIndexRewrite))?;
     ctx.register_expr_planner(Arc::new(crate::udf::LiteralParamPlanner))?;
     ctx.register_udtf("nav_rows", Arc::new(crate::export::NavRowsFunction));
     ctx.register_udtf("write_files", Arc::new(crate::export::WriteFilesFunction));
-    Ok(masks)
+    Ok(Registries { masks, aux })
+}
+
+/// What [`register`] sets up that a program may fill: masks for `roi_mask`, arrays for `aux`.
+#[derive(Debug, Clone, Default)]
+pub struct Registries {
+    /// Nav masks for `roi_mask('name', nav_index)`.
+    pub masks: MaskRegistry,
+    /// Per-frame arrays for `aux('name', nav_index)`.
+    pub aux: AuxRegistry,
 }
 
 /// The configuration Tessera uses by default: one partition per core, Parquet metadata kept.
@@ -71,6 +83,7 @@ pub fn default_config() -> SessionConfig {
 pub struct Context {
     ctx: SessionContext,
     masks: MaskRegistry,
+    aux: AuxRegistry,
     specs: Arc<RwLock<BTreeMap<String, DatasetSpec>>>,
     batch_bytes: usize,
     temp: Arc<AtomicUsize>,
@@ -91,10 +104,11 @@ impl Context {
     /// A context with a DataFusion configuration (e.g. `target_partitions`).
     pub fn with_config(config: SessionConfig) -> Result<Self> {
         let mut ctx = SessionContext::new_with_config(config);
-        let masks = register(&mut ctx)?;
+        let Registries { masks, aux } = register(&mut ctx)?;
         Ok(Context {
             ctx,
             masks,
+            aux,
             specs: Default::default(),
             batch_bytes: crate::scan::DEFAULT_BATCH_BYTES,
             temp: Default::default(),
@@ -144,6 +158,12 @@ impl Context {
     /// Registers a boolean nav mask for `roi_mask('name', nav_index)`.
     pub fn register_mask(&self, name: &str, mask: Roi) {
         self.masks.insert(name, mask);
+    }
+
+    /// Registers per-frame values for `aux('name', nav_index)`: `values` holds `per_frame` values for
+    /// each frame of the scan, in nav order (e.g. shifts: 2 per frame).
+    pub fn register_aux(&self, name: &str, values: Vec<f64>, per_frame: usize) {
+        self.aux.insert(name, values, per_frame);
     }
 
     /// Registers a mask from an .npy file of bool or integer values (non-zero = selected).
@@ -229,6 +249,29 @@ impl Context {
             df = df.filter(f.call(vec![lit(mask_name), col("nav_index")]))?;
         }
         Ok(df)
+    }
+
+    /// Picks frames (LiberTEM's PickUDF): the frames of `roi` (or every frame) in nav order, in the
+    /// native dtype, as an array `(frames, sig...)`. Reads only those frames.
+    pub async fn pick(&self, table: &str, roi: Option<&Roi>) -> Result<crate::udf::ResultBuffer> {
+        let df = self
+            .roi_frame(table, roi)
+            .await?
+            .sort(vec![col("nav_index").sort(true, false)])?
+            .select(vec![col("tile")])?;
+        let batches = df.collect().await?;
+        let field = batches.first().map(|b| b.schema().field(0).clone());
+        let Some(field) = field else { return Err(Error::Shape("pick: no frames".into())) };
+        let sig = crate::tensor::tensor_shape(&field).unwrap_or_default();
+        let tiles: Vec<&dyn arrow::array::Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
+        let all = arrow::compute::concat(&tiles)?;
+        let n = all.len();
+        let mut shape = vec![n];
+        shape.extend(&sig);
+        let values = all.as_fixed_size_list().values().clone();
+        let stack = crate::tensor::one_tensor(values, &shape);
+        let stack_field = crate::tensor::tensor_field("frames", &stack.value_type(), &shape, false);
+        crate::udf::ResultBuffer::from_tensor(&stack_field, &stack, 0)
     }
 
     /// Runs `udf` over table `table` (optionally restricted to `roi`) and returns its results as

@@ -36,5 +36,5 @@ pub mod scan;
 pub mod tensor;
 pub mod udf;
 
-pub use context::{Context, default_config, register};
+pub use context::{Context, Registries, default_config, register};
 pub use error::{Error, Result};

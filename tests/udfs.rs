@@ -421,3 +421,50 @@ async fn tile_shape_preferences_cut_frames_into_views() {
     assert_eq!(t.buffers["sum"].to_f64(), s.buffers["intensity"].to_f64());
     assert!(t.buffers["covered"].to_f64().iter().all(|&c| c == 20.0), "every pixel of every frame exactly once");
 }
+
+#[tokio::test]
+async fn pick_api_and_shifted_masks_with_aux_data() {
+    use tessera::udf::builtin::ApplyMasks;
+    use tessera::udf::masks::{MaskSpec, MaskStack};
+    let c = ctx(2);
+    let ds = c.register_spec("scan", DatasetSpec::parse("synthetic,nav=3x4,sig=10x9,dtype=uint16").unwrap()).unwrap();
+    let frames = c.pick("scan", None).await.unwrap();
+    assert_eq!(frames.shape(), &[12, 10, 9]);
+    assert_eq!(frames.dtype(), tessera::dataset::DType::U16);
+    let one = c.pick("scan", Some(&tessera::geometry::Roi::from_bools((0..12).map(|i| i == 7)))).await.unwrap();
+    assert_eq!(one.to_f64().as_slice().unwrap(), &frames.to_f64().as_slice().unwrap()[7 * 90..8 * 90]);
+    // per-frame shifts (dy, dx) = (f % 3 - 1, 2 - f % 4) move a point mask at (4, 4)
+    let shifts: Vec<f64> = (0..12).flat_map(|f| [(f % 3) as f64 - 1.0, 2.0 - (f % 4) as f64]).collect();
+    c.register_aux("shifts", shifts.clone(), 2);
+    let b = c
+        .sql("SELECT udf_apply_masks(tile, masks('point(4, 4)', 'disk(4, 4, 2)'), shifts => aux('shifts', nav_index)) AS m FROM scan")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let m = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap().buffers["intensity"].to_f64();
+    let all = frames.to_f64();
+    for f in 0..12 {
+        let (y, x) = ((4.0 + shifts[2 * f]) as usize, (4.0 + shifts[2 * f + 1]) as usize);
+        assert_eq!(m.as_slice().unwrap()[f * 2], all[[f, y, x]], "frame {f}");
+    }
+    // zero shifts from an .npy equal no shifts (Rust API with a mask stack)
+    let dir = crate::common::tempdir();
+    let zeros = dir.path().join("zeros.npy");
+    tessera::dataset::formats::npy::write_npy(&zeros, tessera::dataset::DType::F64, &[3, 4, 2], &[0u8; 3 * 4 * 2 * 8])
+        .unwrap();
+    let q = format!(
+        "SELECT udf_apply_masks(tile, masks('ring(4, 4, 1, 3)'), shifts => aux('{}', nav_index)) AS a, udf_apply_masks(tile, masks('ring(4, 4, 1, 3)')) AS b FROM scan",
+        zeros.display()
+    );
+    let b = c.sql(&q).await.unwrap().collect().await.unwrap();
+    let a = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap();
+    let n = tessera::udf::Results::from_struct(b[0].column(1).as_struct(), 0).unwrap();
+    assert_eq!(a.buffers["intensity"].to_f64(), n.buffers["intensity"].to_f64());
+    let stack = MaskStack::build(&[MaskSpec::parse("ring(4, 4, 1, 3)").unwrap()], &ds.geometry().sig).unwrap();
+    let api = c.run_udf("scan", ApplyMasks::new(stack), None).await.unwrap();
+    assert_eq!(api.buffers["intensity"].to_f64(), n.buffers["intensity"].to_f64());
+    let msg = err(&c, "SELECT udf_sum(tile) FROM scan WHERE aux('nope', nav_index) > 0").await;
+    assert!(msg.contains("no array named 'nope'"), "{msg}");
+}

@@ -17,6 +17,7 @@
 //! (LiberTEM 0.16's result dtypes: see the built-ins' docs).
 
 mod adapter;
+pub mod aux;
 mod buffers;
 pub mod builtin;
 mod map;
@@ -189,6 +190,11 @@ impl<'a, T: Pixel> Tile<'a, T> {
     pub fn aux_f64(&self, name: &str) -> Result<Option<Vec<f64>>> {
         use arrow::array::{Array, AsArray};
         let Some(a) = self.aux(name) else { return Ok(None) };
+        // several values per frame arrive as a fixed-size list: its values, frame-major
+        let a = match a.as_fixed_size_list_opt() {
+            Some(list) => list.values().clone(),
+            None => a,
+        };
         let f = arrow::compute::cast(&a, &arrow::datatypes::DataType::Float64)?;
         let f = f.as_primitive::<arrow::datatypes::Float64Type>();
         if f.null_count() > 0 {

@@ -42,11 +42,14 @@ impl Udf for ApplyMasks {
             syntax: "udf_apply_masks(tile, masks('ring(cy, cx, ri, ro)' | 'disk(cy, cx, r)' | 'point(y, x)' | \
                      'rect(y0, x0, h, w)' | 'polygon(y0 x0, y1 x1, ...)' | 'npy(path)', ...))",
             example: "SELECT udf_apply_masks(tile, masks('ring(63.5, 63.5, 20, 40)', 'disk(63.5, 63.5, 10)')) FROM scan",
-            args: &[("masks", "masks('spec', ...): one mask per spec string; an .npy stack adds all its masks")],
+            args: &[
+                ("masks", "masks('spec', ...): one mask per spec string; an .npy stack adds all its masks"),
+                ("shifts", "optional per-frame (dy, dx) to move the masks by, e.g. aux('shifts.npy', nav_index)"),
+            ],
         })
     }
     fn params(&self) -> &'static [&'static str] {
-        &["masks"]
+        &["masks", "shifts"]
     }
     fn configure(&self, meta: &Meta, args: &Args) -> crate::Result<Self> {
         let Some((field, _)) = args.get("masks") else {
@@ -75,6 +78,9 @@ impl Udf for ApplyMasks {
         let stack = self.stack.as_deref().expect("configured before processing");
         let n = stack.n;
         let out = out.nav("intensity");
+        if let Some(shifts) = tile.aux_f64("shifts")? {
+            return apply_shifted(stack, tile, &shifts, out);
+        }
         for (frame, res) in tile.frames().zip(out.chunks_exact_mut(n)) {
             match &stack.sparse {
                 Some(sparse) => {
@@ -91,6 +97,40 @@ impl Udf for ApplyMasks {
         }
         Ok(())
     }
+}
+
+/// Applies the masks moved by each frame's integer shift `(dy, dx)` (rounded):
+/// `Σ_p mask[p] · frame[p + shift]`, pixels shifted out of the frame dropped.
+fn apply_shifted<T: Pixel>(
+    stack: &MaskStack,
+    tile: &Tile<'_, T>,
+    shifts: &[f64],
+    out: &mut [f64],
+) -> crate::Result<()> {
+    let (sy, sx) = {
+        let v = tile.view3();
+        (v.shape()[1] as i64, v.shape()[2] as i64)
+    };
+    if shifts.len() != 2 * tile.n_frames() {
+        return Err(Error::udf(
+            "udf_apply_masks",
+            "shifts must be two values (dy, dx) per frame, e.g. aux('shifts.npy', nav_index)",
+        ));
+    }
+    for ((frame, res), s) in tile.frames().zip(out.chunks_exact_mut(stack.n)).zip(shifts.chunks_exact(2)) {
+        let (dy, dx) = (s[0].round() as i64, s[1].round() as i64);
+        for (r, mask) in res.iter_mut().zip(stack.dense.chunks_exact(stack.sig_size)) {
+            let mut acc = 0.0;
+            for (p, &w) in mask.iter().enumerate().filter(|(_, w)| **w != 0.0) {
+                let (y, x) = (p as i64 / sx + dy, p as i64 % sx + dx);
+                if (0..sy).contains(&y) && (0..sx).contains(&x) {
+                    acc += frame[(y * sx + x) as usize].to_f64() * w as f64;
+                }
+            }
+            *r += acc;
+        }
+    }
+    Ok(())
 }
 
 /// Dot product in f64 with independent lanes (vectorizes).
