@@ -19,10 +19,13 @@ use datafusion::logical_expr::{
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// One aux array: the values, frame-major, and how many each frame has.
+type AuxArray = Arc<(Vec<f64>, usize)>;
+
 /// Arrays registered for `aux('name', nav_index)`: values per frame, `k` values each.
 #[derive(Debug, Default, Clone)]
 pub struct AuxRegistry {
-    arrays: Arc<RwLock<HashMap<String, Arc<(Vec<f64>, usize)>>>>,
+    arrays: Arc<RwLock<HashMap<String, AuxArray>>>,
 }
 
 impl AuxRegistry {
@@ -35,7 +38,7 @@ impl AuxRegistry {
     }
 
     /// The array `name`, or the .npy file it names (cached); `nav` is the number of frames.
-    fn get(&self, name: &str) -> crate::Result<Arc<(Vec<f64>, usize)>> {
+    fn get(&self, name: &str) -> crate::Result<AuxArray> {
         if let Some(a) = self.arrays.read().unwrap_or_else(|e| e.into_inner()).get(name) {
             return Ok(a.clone());
         }
