@@ -205,14 +205,13 @@ async fn stddev_logsum_masks_pick_match_libertem() {
                     &reference("logsum", "logsum"),
                     1e-5,
                 );
-                let stack = MaskStack::build(&[MaskSpec::Npy(npy1.display().to_string())], &ds.geometry().sig).unwrap();
-                let api = c.run_udf("scan", ApplyMasks::new(stack), roi).await.unwrap();
-                check_any(
-                    &format!("api masks1 {tag}"),
-                    api.buffer("intensity").unwrap(),
-                    &reference("masks1", "intensity"),
-                    1e-5,
-                );
+                for (case_name, npy) in [("masks1", &npy1), ("masks16", &npy16)] {
+                    let stack =
+                        MaskStack::build(&[MaskSpec::Npy(npy.display().to_string())], &ds.geometry().sig).unwrap();
+                    let api = c.run_udf("scan", ApplyMasks::new(stack), roi).await.unwrap();
+                    let what = format!("api {case_name} {tag}");
+                    check_any(&what, api.buffer("intensity").unwrap(), &reference(case_name, "intensity"), 1e-5);
+                }
             }
             // pick: one frame, and the quarter's frames in nav order, in the native dtype
             for (label, filter) in [("pick", "nav_y = 8 AND nav_x = 8"), ("quarter", QUARTER)] {
@@ -236,6 +235,17 @@ async fn stddev_logsum_masks_pick_match_libertem() {
                 }
                 assert_eq!(got.len(), shape.iter().product::<usize>(), "pick {label}");
                 assert_eq!(got, want, "pick {label} {}", case.name);
+            }
+            // pick through the Rust API
+            let single = Roi::from_bools((0..256).map(|i| i == 8 * 16 + 8));
+            for (label, roi) in [("pick", &single), ("quarter", &quarter)] {
+                let picked = c.pick("scan", Some(roi)).await.unwrap();
+                check_any(
+                    &format!("api pick {label} {}", case.name),
+                    &picked,
+                    &dir.join(format!("pick__{label}__intensity.npy")),
+                    0.0,
+                );
             }
         }
     }
