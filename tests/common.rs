@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use tessera::dataset::formats::npy::NpyHeader;
-use tessera::dataset::{ByteOrder, DType};
 use tessera::{Context, default_config};
 
 /// `../shared/<sub>` if it exists. Without it the test is skipped with a printed reason — unless
@@ -23,29 +22,8 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
 pub fn load_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f64>) {
     let p = path.to_str().unwrap();
     let h = NpyHeader::read(p).unwrap();
-    let bytes = std::fs::read(path).unwrap();
-    let data = &bytes[h.data_offset as usize..];
-    let n: usize = h.shape.iter().product();
-    let w = h.dtype.size();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut b = data[i * w..(i + 1) * w].to_vec();
-        if h.order != ByteOrder::NATIVE {
-            b.reverse();
-        }
-        out.push(match h.dtype {
-            DType::U8 => b[0] as f64,
-            DType::U16 => u16::from_ne_bytes(b.try_into().unwrap()) as f64,
-            DType::U32 => u32::from_ne_bytes(b.try_into().unwrap()) as f64,
-            DType::I16 => i16::from_ne_bytes(b.try_into().unwrap()) as f64,
-            DType::I32 => i32::from_ne_bytes(b.try_into().unwrap()) as f64,
-            DType::I64 => i64::from_ne_bytes(b.try_into().unwrap()) as f64,
-            DType::F32 => f32::from_ne_bytes(b.try_into().unwrap()) as f64,
-            DType::F64 => f64::from_ne_bytes(b.try_into().unwrap()),
-            other => panic!("unexpected dtype {other} in {p}"),
-        });
-    }
-    (h.shape, out)
+    let values = tessera::dataset::formats::npy::read_npy_f64(p, &h).unwrap();
+    (h.shape, values)
 }
 
 /// A context with `partitions` target partitions.

@@ -22,6 +22,16 @@ const CASES: &[Case] = &[
     Case { name: "small_u16", spec: "format=raw,nav=16x16,sig=64x64,dtype=uint16" },
 ];
 
+/// An oracle dataset: its folder, the spec of its raw file, geometry.json and the quarter ROI.
+fn oracle_case(oracle: &std::path::Path, case: &Case) -> (std::path::PathBuf, DatasetSpec, serde_json::Value, Roi) {
+    let dir = oracle.join(case.name);
+    let path = oracle.join("data").join(format!("{}.raw", case.name));
+    let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
+    let geometry = serde_json::from_str(&std::fs::read_to_string(dir.join("geometry.json")).unwrap()).unwrap();
+    let (_, quarter) = load_npy(&dir.join("roi_quarter.npy"));
+    (dir, spec, geometry, Roi::from_bools(quarter.iter().map(|&v| v != 0.0)))
+}
+
 fn check(what: &str, buf: &ResultBuffer, reference: &std::path::Path) {
     let (shape, want) = load_npy(reference);
     assert_eq!(buf.dtype(), DType::F32, "{what}: LiberTEM's result dtype is float32");
@@ -41,10 +51,7 @@ async fn sql_results(c: &tessera::Context, query: &str) -> Vec<Results> {
 async fn sum_and_sumsig_match_libertem() {
     let Some(oracle) = shared("oracle") else { return };
     for case in CASES {
-        let path = oracle.join("data").join(format!("{}.raw", case.name));
-        let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
-        let (_, quarter) = load_npy(&oracle.join(case.name).join("roi_quarter.npy"));
-        let quarter = Roi::from_bools(quarter.iter().map(|&v| v != 0.0));
+        let (_, spec, _, quarter) = oracle_case(&oracle, case);
         for partitions in [1, 4] {
             let c = ctx(partitions);
             c.register_spec("scan", spec.clone()).unwrap();
@@ -136,11 +143,7 @@ async fn stddev_logsum_masks_pick_match_libertem() {
     use tessera::udf::masks::{MaskSpec, MaskStack};
     let Some(oracle) = shared("oracle") else { return };
     for case in CASES {
-        let dir = oracle.join(case.name);
-        let path = oracle.join("data").join(format!("{}.raw", case.name));
-        let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
-        let geometry: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("geometry.json")).unwrap()).unwrap();
+        let (dir, spec, geometry, quarter) = oracle_case(&oracle, case);
         let m1 = &geometry["masks1"];
         let ring = format!(
             "ring({}, {}, {}, {})",
@@ -157,8 +160,6 @@ async fn stddev_logsum_masks_pick_match_libertem() {
             .collect();
         let npy1 = dir.join("masks1.npy");
         let npy16 = dir.join("masks16.npy");
-        let (_, quarter) = load_npy(&dir.join("roi_quarter.npy"));
-        let quarter = Roi::from_bools(quarter.iter().map(|&v| v != 0.0));
         for partitions in [1, 4] {
             let c = ctx(partitions);
             let ds = c.register_spec("scan", spec.clone()).unwrap();
@@ -284,15 +285,9 @@ async fn com_matches_libertem() {
     use tessera::udf::builtin::CenterOfMass;
     let Some(oracle) = shared("oracle") else { return };
     for case in CASES {
-        let dir = oracle.join(case.name);
-        let path = oracle.join("data").join(format!("{}.raw", case.name));
-        let spec = DatasetSpec::parse(&format!("{},{}", path.display(), case.spec)).unwrap();
-        let geometry: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("geometry.json")).unwrap()).unwrap();
+        let (_, spec, geometry, quarter) = oracle_case(&oracle, case);
         let g = &geometry["com"];
         let (cy, cx, r) = (g["cy"].as_f64().unwrap(), g["cx"].as_f64().unwrap(), g["r"].as_f64().unwrap());
-        let (_, quarter) = load_npy(&dir.join("roi_quarter.npy"));
-        let quarter = Roi::from_bools(quarter.iter().map(|&v| v != 0.0));
         for partitions in [1, 4] {
             let c = ctx(partitions);
             c.register_spec("scan", spec.clone()).unwrap();
