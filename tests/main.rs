@@ -5,6 +5,7 @@ mod errors;
 mod export;
 mod formats;
 mod oracle;
+mod realdata;
 mod roi;
 mod slt;
 mod udfs;

@@ -82,11 +82,12 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
     match format.as_str() {
         "raw" => Ok(Arc::new(formats::raw::RawDataset::open(spec)?)),
         "npy" => Ok(Arc::new(formats::npy::NpyDataset::open(spec)?)),
+        "mib" => Ok(Arc::new(formats::mib::MibDataset::open(spec)?)),
         "synthetic" => Ok(Arc::new(formats::synthetic::SyntheticDataset::open(spec)?)),
         "memory" => {
             Err(Error::Spec("an in-memory dataset cannot be opened from a spec; register the array instead".into()))
         }
-        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, synthetic)"))),
+        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, mib, synthetic)"))),
     }
 }
 
@@ -94,6 +95,9 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
 /// shape keys are given.
 fn detect(spec: &DatasetSpec) -> Result<String> {
     let Some(path) = &spec.path else { return Ok("synthetic".into()) };
+    if path.contains(['*', '?', '[']) && path.to_ascii_lowercase().ends_with(".mib") {
+        return Ok("mib".into());
+    }
     let mut magic = [0u8; 6];
     let n = {
         use std::io::Read;
@@ -102,6 +106,9 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     };
     if n == 6 && &magic == b"\x93NUMPY" {
         return Ok("npy".into());
+    }
+    if magic.starts_with(b"MQ1,") || path.to_ascii_lowercase().ends_with(".mib") {
+        return Ok("mib".into());
     }
     if path.to_ascii_lowercase().ends_with(".npy") {
         return Err(Error::format(path, "has the .npy extension but not the NumPy magic bytes"));

@@ -19,14 +19,18 @@ pub struct Key {
 /// The one key table. Every option a dataset spec may carry is listed here; anything else is an
 /// error that names the key.
 pub const KEYS: &[Key] = &[
-    Key { name: "format", formats: "*", help: "raw | npy | synthetic (default: detect from extension/magic bytes)" },
+    Key {
+        name: "format",
+        formats: "*",
+        help: "raw | npy | mib | synthetic (default: detect from extension/magic bytes)",
+    },
     Key { name: "nav", formats: "*", help: "scan shape, e.g. 16x16 or 4x16x16 (reinterprets the frames)" },
     Key { name: "sig", formats: "raw, synthetic", help: "frame shape, e.g. 128x128" },
     Key { name: "dtype", formats: "raw, synthetic", help: "numpy dtype name: uint8, uint16, >u2, float32, ..." },
     Key { name: "offset", formats: "raw", help: "bytes to skip at the start of the file" },
     Key {
         name: "sync_offset",
-        formats: "raw, npy",
+        formats: "raw, npy, mib",
         help: "frames: positive skips frames, negative inserts blank frames",
     },
     Key { name: "seed", formats: "synthetic", help: "random seed of the synthetic generator" },

@@ -1,6 +1,7 @@
 //! One file per format.
 
 pub mod memory;
+pub mod mib;
 pub mod npy;
 pub mod raw;
 pub mod synthetic;
