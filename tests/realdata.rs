@@ -8,7 +8,7 @@ use tessera::dataset::DatasetSpec;
 use tessera::udf::Results;
 
 /// Formats read so far (by file extension); entries of other formats are listed as not yet read.
-const READ: &[&str] = &[".mib"];
+const READ: &[&str] = &[".mib", ".blo", ".mrc"];
 
 fn as_f64(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap()
@@ -68,7 +68,7 @@ async fn expected_values_of_real_files() {
         checked += 1;
     }
     assert_eq!(checked, readable);
-    assert!(checked >= 12, "checked {checked} real files");
+    assert!(checked >= 14, "checked {checked} real files");
 }
 
 #[tokio::test]
@@ -87,6 +87,20 @@ async fn corrupted_copies_of_real_files_give_clear_errors() {
         std::fs::write(&p, data).unwrap();
         let msg = tessera::dataset::open(&DatasetSpec::parse(p.to_str().unwrap()).unwrap()).unwrap_err().to_string();
         assert!(msg.contains(want) && msg.contains(name), "{name}: {msg}");
+    }
+    for (src, ext) in [("files/blo/test2.blo", "blo"), ("files/de_mrc/20241021_00405_movie.mrc", "mrc")] {
+        let bytes = std::fs::read(dir.join(src)).unwrap();
+        for (label, data) in [
+            ("truncated", bytes[..bytes.len() - 7].to_vec()),
+            ("empty", Vec::new()),
+            ("corrupt", vec![7u8; bytes.len()]),
+        ] {
+            let p = tmp.path().join(format!("{label}.{ext}"));
+            std::fs::write(&p, data).unwrap();
+            let msg =
+                tessera::dataset::open(&DatasetSpec::parse(p.to_str().unwrap()).unwrap()).unwrap_err().to_string();
+            assert!(msg.contains(&format!("{label}.{ext}")), "{label}.{ext}: {msg}");
+        }
     }
     // a later frame's header destroyed: the read fails and names the frame, no partial result
     let mut data = bytes.clone();

@@ -83,11 +83,13 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
         "raw" => Ok(Arc::new(formats::raw::RawDataset::open(spec)?)),
         "npy" => Ok(Arc::new(formats::npy::NpyDataset::open(spec)?)),
         "mib" => Ok(Arc::new(formats::mib::MibDataset::open(spec)?)),
+        "blo" => Ok(Arc::new(formats::blo::BloDataset::open(spec)?)),
+        "mrc" => Ok(Arc::new(formats::mrc::MrcDataset::open(spec)?)),
         "synthetic" => Ok(Arc::new(formats::synthetic::SyntheticDataset::open(spec)?)),
         "memory" => {
             Err(Error::Spec("an in-memory dataset cannot be opened from a spec; register the array instead".into()))
         }
-        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, mib, synthetic)"))),
+        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, mib, blo, mrc, synthetic)"))),
     }
 }
 
@@ -109,6 +111,12 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     }
     if magic.starts_with(b"MQ1,") || path.to_ascii_lowercase().ends_with(".mib") {
         return Ok("mib".into());
+    }
+    if magic.starts_with(b"IMGBLO") || path.to_ascii_lowercase().ends_with(".blo") {
+        return Ok("blo".into());
+    }
+    if path.to_ascii_lowercase().ends_with(".mrc") {
+        return Ok("mrc".into());
     }
     if path.to_ascii_lowercase().ends_with(".npy") {
         return Err(Error::format(path, "has the .npy extension but not the NumPy magic bytes"));

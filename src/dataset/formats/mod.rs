@@ -1,7 +1,9 @@
 //! One file per format.
 
+pub mod blo;
 pub mod memory;
 pub mod mib;
+pub mod mrc;
 pub mod npy;
 pub mod raw;
 pub mod synthetic;
