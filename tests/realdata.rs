@@ -8,7 +8,7 @@ use tessera::dataset::DatasetSpec;
 use tessera::udf::Results;
 
 /// Formats read so far (by file extension); entries of other formats are listed as not yet read.
-const READ: &[&str] = &[".mib", ".blo", ".mrc"];
+const READ: &[&str] = &[".mib", ".blo", ".mrc", ".ser"];
 
 fn as_f64(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap()
@@ -68,7 +68,7 @@ async fn expected_values_of_real_files() {
         checked += 1;
     }
     assert_eq!(checked, readable);
-    assert!(checked >= 14, "checked {checked} real files");
+    assert!(checked >= 15, "checked {checked} real files");
 }
 
 #[tokio::test]
@@ -88,7 +88,11 @@ async fn corrupted_copies_of_real_files_give_clear_errors() {
         let msg = tessera::dataset::open(&DatasetSpec::parse(p.to_str().unwrap()).unwrap()).unwrap_err().to_string();
         assert!(msg.contains(want) && msg.contains(name), "{name}: {msg}");
     }
-    for (src, ext) in [("files/blo/test2.blo", "blo"), ("files/de_mrc/20241021_00405_movie.mrc", "mrc")] {
+    for (src, ext) in [
+        ("files/blo/test2.blo", "blo"),
+        ("files/de_mrc/20241021_00405_movie.mrc", "mrc"),
+        ("files/ser/128x128x5-diffraction_preview_1.ser", "ser"),
+    ] {
         let bytes = std::fs::read(dir.join(src)).unwrap();
         for (label, data) in [
             ("truncated", bytes[..bytes.len() - 7].to_vec()),

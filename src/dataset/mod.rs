@@ -85,11 +85,12 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
         "mib" => Ok(Arc::new(formats::mib::MibDataset::open(spec)?)),
         "blo" => Ok(Arc::new(formats::blo::BloDataset::open(spec)?)),
         "mrc" => Ok(Arc::new(formats::mrc::MrcDataset::open(spec)?)),
+        "ser" => Ok(Arc::new(formats::ser::SerDataset::open(spec)?)),
         "synthetic" => Ok(Arc::new(formats::synthetic::SyntheticDataset::open(spec)?)),
         "memory" => {
             Err(Error::Spec("an in-memory dataset cannot be opened from a spec; register the array instead".into()))
         }
-        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, mib, blo, mrc, synthetic)"))),
+        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, synthetic)"))),
     }
 }
 
@@ -114,6 +115,9 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     }
     if magic.starts_with(b"IMGBLO") || path.to_ascii_lowercase().ends_with(".blo") {
         return Ok("blo".into());
+    }
+    if path.to_ascii_lowercase().ends_with(".ser") {
+        return Ok("ser".into());
     }
     if path.to_ascii_lowercase().ends_with(".mrc") {
         return Ok("mrc".into());

@@ -22,7 +22,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "format",
         formats: "*",
-        help: "raw | npy | mib | blo | mrc | synthetic (default: detect from extension/magic bytes)",
+        help: "raw | npy | mib | blo | mrc | ser | synthetic (default: detect from extension/magic bytes)",
     },
     Key { name: "nav", formats: "*", help: "scan shape, e.g. 16x16 or 4x16x16 (reinterprets the frames)" },
     Key { name: "sig", formats: "raw, synthetic", help: "frame shape, e.g. 128x128" },

@@ -6,6 +6,7 @@ pub mod mib;
 pub mod mrc;
 pub mod npy;
 pub mod raw;
+pub mod ser;
 pub mod synthetic;
 
 use super::{DatasetSpec, Geometry};
