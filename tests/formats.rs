@@ -196,3 +196,59 @@ async fn raw_file_series_from_a_glob() {
     .to_string();
     assert!(msg.contains("no files match"), "{msg}");
 }
+
+/// Dark, gain, excluded pixels and sync_offset against an independent numpy reference
+/// (scripts/check_corrections.py, in the project's Python venv).
+#[tokio::test]
+async fn corrections_and_sync_offset_match_numpy() {
+    use tessera::export::write_npy as write_buffer;
+    let dir = tempdir();
+    let (n, sy, sx) = (12usize, 9usize, 7usize);
+    let data: Vec<u16> = (0..n * sy * sx).map(|i| ((i * 37) % 1000) as u16).collect();
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.path().join("scan.raw"), &bytes).unwrap();
+    write_npy(&dir.path().join("data.npy"), DType::U16, &[n, sy, sx], &bytes).unwrap();
+    let dark: Vec<u8> = (0..sy * sx).flat_map(|i| ((i % 5) as f32 * 1.5).to_le_bytes()).collect();
+    let gain: Vec<u8> = (0..sy * sx).flat_map(|i| (0.5 + (i % 3) as f32 * 0.25).to_le_bytes()).collect();
+    write_npy(&dir.path().join("dark.npy"), DType::F32, &[sy, sx], &dark).unwrap();
+    write_npy(&dir.path().join("gain.npy"), DType::F32, &[sy, sx], &gain).unwrap();
+    let params = serde_json::json!({"excluded": [[0, 0], [4, 3], [4, 4], [8, 6]], "sync_offset": 2});
+    std::fs::write(dir.path().join("params.json"), params.to_string()).unwrap();
+    let spec = format!(
+        "{d}/scan.raw,format=raw,nav=3x4,sig=9x7,dtype=uint16,sync_offset=2,dark={d}/dark.npy,gain={d}/gain.npy,excluded=0:0;4:3;4:4;8:6",
+        d = dir.path().display()
+    );
+    let c = ctx(2);
+    let ds = c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+    assert_eq!(ds.geometry().dtype, DType::F32, "corrected data is float32");
+    let frames = c.pick("scan", None).await.unwrap();
+    write_buffer(&frames, &dir.path().join("frames.npy")).unwrap();
+    let sum = c.run_udf("scan", Sum, None).await.unwrap();
+    write_buffer(sum.buffer("intensity").unwrap(), &dir.path().join("sum.npy")).unwrap();
+    let msg = tessera::dataset::open(
+        &DatasetSpec::parse(&format!(
+            "{}/scan.raw,format=raw,nav=3x4,sig=9x7,dtype=uint16,excluded=9:0",
+            dir.path().display()
+        ))
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("'9:0' is not y:x inside the 9x7 frame"), "{msg}");
+    let msg = tessera::dataset::open(
+        &DatasetSpec::parse(&format!(
+            "{}/scan.raw,format=raw,nav=3x4,sig=9x7,dtype=uint16,dark={}/data.npy",
+            dir.path().display(),
+            dir.path().display()
+        ))
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("dark=") && msg.contains("[12, 9, 7]"), "{msg}");
+    let Some(py) = crate::export::python() else { return };
+    let script = format!("{}/scripts/check_corrections.py", env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(py).arg(script).arg(dir.path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && text.contains("OK frames") && text.contains("OK sum"), "{text}");
+}

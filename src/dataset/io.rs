@@ -326,6 +326,15 @@ pub(crate) fn expand_paths(path: &str) -> Result<Vec<String>> {
     Ok(paths)
 }
 
+/// Views bytes as pixels. Pool buffers are 64-byte aligned, so for them the check cannot fail.
+pub(crate) fn pixels_mut<T: super::Pixel>(bytes: &mut [u8]) -> &mut [T] {
+    let size = std::mem::size_of::<T>();
+    assert!((bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) && bytes.len().is_multiple_of(size));
+    // SAFETY: alignment and length were checked just above; every bit pattern is a valid pixel
+    // value (integers and floats), and the returned slice borrows `bytes` mutably.
+    unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
+}
+
 /// Reverses the bytes of each `width`-byte element.
 fn swap_in_place(bytes: &mut [u8], width: usize) {
     if width > 1 {

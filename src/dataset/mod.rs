@@ -4,11 +4,13 @@
 //! Arrow buffer in the dataset's native dtype — zero-copy from a memory map where the file is aligned
 //! and native-endian, read with `pread` into pooled buffers otherwise.
 
+mod corrections;
 mod dtype;
 pub mod formats;
 mod io;
 mod spec;
 
+pub use corrections::Corrected;
 pub use dtype::{ByteOrder, DType, Pixel};
 pub use io::BufferPool;
 pub use spec::{DatasetSpec, KEYS, Key};
@@ -79,19 +81,26 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
     }
     // the opened dataset's spec names its format, so that it reopens without detection
     let spec = &DatasetSpec { format: Some(format.clone()), ..spec.clone() };
-    match format.as_str() {
-        "raw" => Ok(Arc::new(formats::raw::RawDataset::open(spec)?)),
-        "npy" => Ok(Arc::new(formats::npy::NpyDataset::open(spec)?)),
-        "mib" => Ok(Arc::new(formats::mib::MibDataset::open(spec)?)),
-        "blo" => Ok(Arc::new(formats::blo::BloDataset::open(spec)?)),
-        "mrc" => Ok(Arc::new(formats::mrc::MrcDataset::open(spec)?)),
-        "ser" => Ok(Arc::new(formats::ser::SerDataset::open(spec)?)),
-        "synthetic" => Ok(Arc::new(formats::synthetic::SyntheticDataset::open(spec)?)),
+    let ds: Arc<dyn Dataset> = match format.as_str() {
+        "raw" => Arc::new(formats::raw::RawDataset::open(spec)?),
+        "npy" => Arc::new(formats::npy::NpyDataset::open(spec)?),
+        "mib" => Arc::new(formats::mib::MibDataset::open(spec)?),
+        "blo" => Arc::new(formats::blo::BloDataset::open(spec)?),
+        "mrc" => Arc::new(formats::mrc::MrcDataset::open(spec)?),
+        "ser" => Arc::new(formats::ser::SerDataset::open(spec)?),
+        "synthetic" => Arc::new(formats::synthetic::SyntheticDataset::open(spec)?),
         "memory" => {
-            Err(Error::Spec("an in-memory dataset cannot be opened from a spec; register the array instead".into()))
+            return Err(Error::Spec(
+                "an in-memory dataset cannot be opened from a spec; register the array instead".into(),
+            ));
         }
-        other => Err(Error::Spec(format!("unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, synthetic)"))),
-    }
+        other => {
+            return Err(Error::Spec(format!(
+                "unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, synthetic)"
+            )));
+        }
+    };
+    Corrected::wrap(ds, spec)
 }
 
 /// Detects the format of a spec without `format=`: `.npy` by magic bytes, otherwise raw when the

@@ -33,6 +33,17 @@ pub const KEYS: &[Key] = &[
         formats: "raw, npy, mib, mrc",
         help: "frames: positive skips frames, negative inserts blank frames",
     },
+    Key {
+        name: "dark",
+        formats: "*",
+        help: "dark frame to subtract (.npy of the frame shape); corrected data is float32",
+    },
+    Key { name: "gain", formats: "*", help: "gain map to multiply by (.npy of the frame shape)" },
+    Key {
+        name: "excluded",
+        formats: "*",
+        help: "hot/dead pixels 'y:x;y:x' or an .npy mask; replaced by the mean of their valid neighbours",
+    },
     Key { name: "seed", formats: "synthetic", help: "random seed of the synthetic generator" },
     Key {
         name: "io",

@@ -10,6 +10,7 @@
 //! The noise of each frame comes from a generator seeded by `(seed, nav_index)`, so every frame is the
 //! same however the scan is partitioned. Frames are generated on demand: nothing is stored.
 
+use crate::dataset::io::pixels_mut;
 use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, Pixel, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -120,8 +121,7 @@ impl Dataset for SyntheticDataset {
         let frame_len = self.geometry.sig.size();
         with_pixel_type!(self.geometry.dtype, T => {
             pool.fill(n * frame_len * std::mem::size_of::<T>(), |bytes| {
-                // SAFETY-free view: the pool's buffers are 64-byte aligned, so the cast cannot fail.
-                let out: &mut [T] = bytemuck_cast(bytes);
+                let out: &mut [T] = pixels_mut(bytes);
                 let mut pos = 0;
                 for &(start, count) in runs {
                     for i in start..start + count {
@@ -136,13 +136,4 @@ impl Dataset for SyntheticDataset {
     fn describe(&self) -> Vec<(String, String)> {
         vec![("seed".into(), self.seed.to_string())]
     }
-}
-
-/// Views aligned bytes as pixels.
-fn bytemuck_cast<T: Pixel>(bytes: &mut [u8]) -> &mut [T] {
-    let size = std::mem::size_of::<T>();
-    assert!((bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) && bytes.len().is_multiple_of(size));
-    // SAFETY: alignment and length were checked just above; every bit pattern is a valid pixel
-    // value (integers and floats), and the returned slice borrows `bytes` mutably.
-    unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
 }
