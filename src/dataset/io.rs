@@ -245,30 +245,34 @@ impl FrameFiles {
         }
         let n: usize = runs.iter().map(|r| r.1).sum();
         let out_frame = self.frame_len * self.decoded.size();
-        let total = self.file_frames() as i64;
         pool.fill(n * out_frame, |out| {
             let mut scratch = Vec::new();
-            let mut pos = 0usize; // frames written
-            for &(start, count) in runs {
-                let mut i = 0;
-                while i < count {
-                    let g = (start + i) as i64 + self.sync_offset;
-                    if g < 0 || g >= total {
-                        // blank frame (sync_offset): the pool hands out zeroed buffers
-                        i += 1;
-                        pos += 1;
-                        continue;
-                    }
-                    let (fi, local) = self.locate(g as usize);
-                    let k = (self.files[fi].frames - local).min(count - i);
-                    let dst = &mut out[pos * out_frame..(pos + k) * out_frame];
-                    self.read_decoded(&self.files[fi], local, k, dst, &mut scratch)?;
-                    i += k;
-                    pos += k;
-                }
-            }
-            Ok(())
+            for_each_span(runs, &self.starts, self.sync_offset, |fi, local, k, pos| {
+                let dst = &mut out[pos * out_frame..(pos + k) * out_frame];
+                self.read_decoded(&self.files[fi], local, k, dst, &mut scratch)
+            })
         })
+    }
+
+    /// Opens a file that must hold exactly the frames of `file_geometry`; with a `sync_offset`, the
+    /// frames are then shifted onto `geometry` (read with pread).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open_whole(
+        path: &str,
+        offset: u64,
+        stored: DType,
+        order: ByteOrder,
+        file_geometry: &Geometry,
+        geometry: &Geometry,
+        sync_offset: i64,
+        io: IoMode,
+    ) -> Result<Self> {
+        let paths = [path.to_string()];
+        let whole = FrameFiles::open(&paths, offset, stored, order, file_geometry, 0, io)?;
+        if sync_offset == 0 {
+            return Ok(whole);
+        }
+        FrameFiles::open(&paths, offset, stored, order, geometry, sync_offset, IoMode::Pread)
     }
 
     /// Reads `count` frames of `f` from `first` into `dst`, decoding byte order and dtype.
@@ -304,6 +308,38 @@ impl FrameFiles {
         }
         Ok(())
     }
+}
+
+/// Walks the frames of `runs` (dataset frame indices) over files concatenated at `starts` (first frame
+/// of each file, then the total) and shifted by `sync_offset`: calls `read(file, first frame in the
+/// file, count, output position)` for each span that lies in one file. Frames outside the files are
+/// skipped, so they stay blank (the pool hands out zeroed buffers).
+pub(crate) fn for_each_span(
+    runs: &[(usize, usize)],
+    starts: &[usize],
+    sync_offset: i64,
+    mut read: impl FnMut(usize, usize, usize, usize) -> Result<()>,
+) -> Result<()> {
+    let total = *starts.last().expect("starts is never empty") as i64;
+    let mut pos = 0usize;
+    for &(start, count) in runs {
+        let mut i = 0;
+        while i < count {
+            let g = (start + i) as i64 + sync_offset;
+            if g < 0 || g >= total {
+                i += 1;
+                pos += 1;
+                continue;
+            }
+            let fi = starts.partition_point(|&s| s as i64 <= g) - 1;
+            let local = g as usize - starts[fi];
+            let k = (starts[fi + 1] - starts[fi] - local).min(count - i);
+            read(fi, local, k, pos)?;
+            i += k;
+            pos += k;
+        }
+    }
+    Ok(())
 }
 
 /// Expands a path that may be a glob into the sorted list of files it names.

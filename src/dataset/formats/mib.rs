@@ -9,7 +9,7 @@
 //! rotated by 180°. A file stores no scan shape: `nav` defaults to the frame count (1-D). A glob reads a
 //! series of files in sorted order.
 
-use crate::dataset::io::expand_paths;
+use crate::dataset::io::{expand_paths, for_each_span};
 use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -272,41 +272,25 @@ impl Dataset for MibDataset {
         let n: usize = runs.iter().map(|r| r.1).sum();
         let out_frame = self.geometry.frame_bytes();
         let fb = self.header.frame_bytes();
-        let total = *self.starts.last().expect("non-empty") as i64;
         pool.fill(n * out_frame, |out| {
             let mut scratch = Vec::new();
-            let mut pos = 0;
-            for &(start, count) in runs {
-                let mut i = 0;
-                while i < count {
-                    let g = (start + i) as i64 + self.sync_offset;
-                    if g < 0 || g >= total {
-                        i += 1;
-                        pos += 1;
-                        continue;
+            for_each_span(runs, &self.starts, self.sync_offset, |fi, local, k, pos| {
+                let (path, file, _) = &self.files[fi];
+                // one read for the run of frames, headers included; then decode each frame
+                scratch.resize(k * fb, 0);
+                file.read_exact_at(&mut scratch, (local * fb) as u64).map_err(|e| Error::io(path, e))?;
+                for (j, raw) in scratch.chunks_exact(fb).enumerate() {
+                    if !raw.starts_with(b"MQ1,") {
+                        return Err(Error::format(
+                            path,
+                            format!("frame {} has no MIB header: corrupted file?", local + j),
+                        ));
                     }
-                    let fi = self.starts.partition_point(|&s| s as i64 <= g) - 1;
-                    let (path, file, frames) = &self.files[fi];
-                    let local = g as usize - self.starts[fi];
-                    let k = (frames - local).min(count - i);
-                    // one read for the run of frames, headers included; then decode each frame
-                    scratch.resize(k * fb, 0);
-                    file.read_exact_at(&mut scratch, (local * fb) as u64).map_err(|e| Error::io(path, e))?;
-                    for (j, raw) in scratch.chunks_exact(fb).enumerate() {
-                        if !raw.starts_with(b"MQ1,") {
-                            return Err(Error::format(
-                                path,
-                                format!("frame {} has no MIB header: corrupted file?", local + j),
-                            ));
-                        }
-                        let dst = &mut out[(pos + j) * out_frame..(pos + j + 1) * out_frame];
-                        self.header.decode(&raw[self.header.header_size..], dst);
-                    }
-                    i += k;
-                    pos += k;
+                    let dst = &mut out[(pos + j) * out_frame..(pos + j + 1) * out_frame];
+                    self.header.decode(&raw[self.header.header_size..], dst);
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })
     }
     fn describe(&self) -> Vec<(String, String)> {

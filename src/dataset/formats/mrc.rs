@@ -71,11 +71,8 @@ impl MrcDataset {
         let offset = 1024 + nsymbt as u64;
         let file_geometry = Geometry { nav: Shape::new(vec![frames]), ..geometry.clone() };
         // the file must hold exactly its nz frames; sync_offset then shifts them
-        let paths = [path.clone()];
-        let mut file = FrameFiles::open(&paths, offset, stored, ByteOrder::Little, &file_geometry, 0, IoMode::Auto)?;
-        if sync_offset != 0 {
-            file = FrameFiles::open(&paths, offset, stored, ByteOrder::Little, &geometry, sync_offset, IoMode::Pread)?;
-        }
+        let (order, io) = (ByteOrder::Little, IoMode::Auto);
+        let file = FrameFiles::open_whole(&path, offset, stored, order, &file_geometry, &geometry, sync_offset, io)?;
         Ok(MrcDataset { spec: spec.clone(), geometry, file, mode, info })
     }
 }

@@ -133,12 +133,8 @@ impl NpyDataset {
         let sync_offset = int_option(spec, "sync_offset")?.unwrap_or(0);
         let io = IoMode::parse(spec.get("io"))?;
         // the file must hold exactly the array its header announces; sync_offset then shifts frames
-        let paths = [path.to_string()];
         let (offset, dtype, order) = (header.data_offset, header.dtype, header.order);
-        let mut file = FrameFiles::open(&paths, offset, dtype, order, &file_geometry, 0, io)?;
-        if sync_offset != 0 {
-            file = FrameFiles::open(&paths, offset, dtype, order, &geometry, sync_offset, IoMode::Pread)?;
-        }
+        let file = FrameFiles::open_whole(path, offset, dtype, order, &file_geometry, &geometry, sync_offset, io)?;
         Ok(NpyDataset { spec: spec.clone(), geometry, header, file })
     }
 }
