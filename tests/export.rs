@@ -19,7 +19,13 @@ fn kv(path: &Path) -> std::collections::HashMap<String, String> {
 
 /// The project's Python (a venv with pyarrow and numpy, made by scripts/pyenv.sh), or None with a
 /// printed reason. Under CI the venv must work.
+/// Made once per test process: the tests that need it run in parallel.
 pub fn python() -> Option<String> {
+    static PYTHON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(make_python).clone()
+}
+
+fn make_python() -> Option<String> {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new("bash").arg(format!("{root}/scripts/pyenv.sh")).output();
     match out {
