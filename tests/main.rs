@@ -4,6 +4,7 @@ mod common;
 mod errors;
 mod export;
 mod formats;
+mod hdf5;
 mod oracle;
 mod realdata;
 mod roi;

@@ -24,8 +24,8 @@ struct Cli {
 enum Command {
     /// Run a SQL query. A synthetic table `demo` is always there.
     Sql {
-        /// Register a dataset: NAME=PATH[,key=value]... (keys: format, nav, sig, dtype, offset,
-        /// sync_offset, io, seed). May be repeated.
+        /// Register a dataset: NAME=PATH[,key=value]... (`tessera keys` lists the keys). May be
+        /// repeated.
         #[arg(long = "table", short = 't', value_name = "NAME=SPEC")]
         tables: Vec<String>,
         /// DataFusion partitions (default: one per core).
@@ -44,6 +44,8 @@ enum Command {
     },
     /// List Tessera's SQL functions with their parameters and an example.
     Functions,
+    /// List the keys a dataset spec takes, with the formats they apply to.
+    Keys,
     /// Run the main job on the built-in synthetic dataset and write its results as Parquet.
     Demo {
         /// Folder for the results.
@@ -231,6 +233,12 @@ fn main() -> ExitCode {
         }
         Command::Info { spec } => info(spec),
         Command::Functions => functions(),
+        Command::Keys => {
+            for k in tessera::dataset::KEYS {
+                println!("{:<12} {:<32} {}", k.name, k.formats, k.help);
+            }
+            Ok(())
+        }
         Command::Demo { out } => rt.block_on(demo(out)),
     };
     match result {

@@ -371,6 +371,13 @@ pub(crate) fn pixels_mut<T: super::Pixel>(bytes: &mut [u8]) -> &mut [T] {
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
 }
 
+/// Views pixels as bytes.
+pub(crate) fn as_bytes<T: super::Pixel>(pixels: &[T]) -> &[u8] {
+    // SAFETY: pixels are plain integers and floats without padding; the byte view covers exactly
+    // the same memory and borrows `pixels` immutably.
+    unsafe { std::slice::from_raw_parts(pixels.as_ptr() as *const u8, std::mem::size_of_val(pixels)) }
+}
+
 /// Reverses the bytes of each `width`-byte element.
 fn swap_in_place(bytes: &mut [u8], width: usize) {
     if width > 1 {
@@ -391,7 +398,7 @@ pub(crate) fn decoded_dtype(stored: DType) -> DType {
 }
 
 /// Converts native-order `src` of `from` into `dst` of `to` (only the widenings of [`decoded_dtype`]).
-fn widen(src: &[u8], from: DType, dst: &mut [u8], to: DType) -> Result<()> {
+pub(crate) fn widen(src: &[u8], from: DType, dst: &mut [u8], to: DType) -> Result<()> {
     match (from, to) {
         (DType::I8, DType::I16) => {
             for (s, d) in src.iter().zip(dst.chunks_exact_mut(2)) {

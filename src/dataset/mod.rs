@@ -52,6 +52,11 @@ pub trait Dataset: Send + Sync + Debug {
     /// Reads the frames of `runs` (`(first nav index, count)`, in order) into one contiguous buffer
     /// of decoded pixels in native byte order, `frames × sig` elements long.
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer>;
+    /// Frames per natural read unit (an HDF5 chunk, say): the scan cuts partitions and batches at
+    /// multiples of it where it can, so that no unit is read or decoded twice.
+    fn frame_alignment(&self) -> usize {
+        1
+    }
     /// Name and value of what the file says about itself (for `tessera info`).
     fn describe(&self) -> Vec<(String, String)> {
         Vec::new()
@@ -88,6 +93,8 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
         "blo" => Arc::new(formats::blo::BloDataset::open(spec)?),
         "mrc" => Arc::new(formats::mrc::MrcDataset::open(spec)?),
         "ser" => Arc::new(formats::ser::SerDataset::open(spec)?),
+        "hdf5" => Arc::new(formats::hdf5::Hdf5Dataset::open(spec)?),
+        "app5" => Arc::new(formats::app5::App5Dataset::open(spec)?),
         "synthetic" => Arc::new(formats::synthetic::SyntheticDataset::open(spec)?),
         "memory" => {
             return Err(Error::Spec(
@@ -96,7 +103,7 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
         }
         other => {
             return Err(Error::Spec(format!(
-                "unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, synthetic)"
+                "unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, hdf5, app5, synthetic)"
             )));
         }
     };
@@ -110,13 +117,13 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     if path.contains(['*', '?', '[']) && path.to_ascii_lowercase().ends_with(".mib") {
         return Ok("mib".into());
     }
-    let mut magic = [0u8; 6];
+    let mut magic = [0u8; 8];
     let n = {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         f.read(&mut magic).map_err(|e| Error::io(path, e))?
     };
-    if n == 6 && &magic == b"\x93NUMPY" {
+    if n >= 6 && &magic[..6] == b"\x93NUMPY" {
         return Ok("npy".into());
     }
     if magic.starts_with(b"MQ1,") || path.to_ascii_lowercase().ends_with(".mib") {
@@ -124,6 +131,13 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     }
     if magic.starts_with(b"IMGBLO") || path.to_ascii_lowercase().ends_with(".blo") {
         return Ok("blo".into());
+    }
+    if n == 8 && &magic == b"\x89HDF\r\n\x1a\n" {
+        return Ok(if path.to_ascii_lowercase().ends_with(".app5") { "app5" } else { "hdf5" }.into());
+    }
+    let lower = path.to_ascii_lowercase();
+    if [".h5", ".hdf5", ".hdf", ".emd", ".nxs"].iter().any(|e| lower.ends_with(e)) {
+        return Ok("hdf5".into());
     }
     if path.to_ascii_lowercase().ends_with(".ser") {
         return Ok("ser".into());

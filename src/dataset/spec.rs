@@ -22,7 +22,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "format",
         formats: "*",
-        help: "raw | npy | mib | blo | mrc | ser | synthetic (default: detect from extension/magic bytes)",
+        help: "raw | npy | mib | blo | mrc | ser | hdf5 | app5 | synthetic (default: detect from extension/magic bytes)",
     },
     Key { name: "nav", formats: "*", help: "scan shape, e.g. 16x16 or 4x16x16 (reinterprets the frames)" },
     Key { name: "sig", formats: "raw, synthetic", help: "frame shape, e.g. 128x128" },
@@ -30,7 +30,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "offset", formats: "raw", help: "bytes to skip at the start of the file" },
     Key {
         name: "sync_offset",
-        formats: "raw, npy, mib, mrc",
+        formats: "raw, npy, mib, mrc, hdf5, app5",
         help: "frames: positive skips frames, negative inserts blank frames",
     },
     Key {
@@ -43,6 +43,11 @@ pub const KEYS: &[Key] = &[
         name: "excluded",
         formats: "*",
         help: "hot/dead pixels 'y:x;y:x' or an .npy mask; replaced by the mean of their valid neighbours",
+    },
+    Key {
+        name: "ds_path",
+        formats: "hdf5, app5",
+        help: "HDF5 dataset to read, e.g. /entry/data/data (default: found from the file's layout)",
     },
     Key { name: "seed", formats: "synthetic", help: "random seed of the synthetic generator" },
     Key {

@@ -95,25 +95,39 @@ impl Roi {
     /// Splits the selected frames into `n` parts of (nearly) equal frame count; each part is a list of
     /// runs. Parts may be empty when fewer frames than parts are selected.
     pub fn split(&self, n: usize) -> Vec<Vec<(usize, usize)>> {
-        let n = n.max(1);
+        self.split_aligned(n, 1)
+    }
+
+    /// Like [`Roi::split`], but parts begin at frame indices that are multiples of `align` (the
+    /// frames of one chunk of a file stay in one part), so parts are as equal as that allows.
+    pub fn split_aligned(&self, n: usize, align: usize) -> Vec<Vec<(usize, usize)>> {
+        let (n, align) = (n.max(1), align.max(1));
+        let runs = self.runs();
+        // first frame index of part p: the (p·count/n)-th selected frame, rounded down to `align`
+        let mut bounds = Vec::with_capacity(n + 1);
+        let (mut run, mut before) = (0, 0); // runs[run] starts after `before` selected frames
+        for p in 0..n {
+            let target = p * self.count / n;
+            while run < runs.len() && before + runs[run].1 <= target {
+                before += runs[run].1;
+                run += 1;
+            }
+            let frame = if run < runs.len() { runs[run].0 + (target - before) } else { self.len };
+            bounds.push(frame / align * align);
+        }
+        bounds[0] = 0;
+        bounds.push(self.len);
         let mut parts: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-        let total = self.count;
         let mut part = 0;
-        let mut taken = 0; // selected frames assigned so far
-        for (mut start, mut len) in self.runs() {
-            while len > 0 {
-                // part p holds selected frames [p*total/n, (p+1)*total/n)
-                let end = (part + 1) * total / n;
-                let room = end - taken;
-                if room == 0 {
+        for (mut start, len) in runs {
+            let end = start + len;
+            while start < end {
+                while bounds[part + 1] <= start {
                     part += 1;
-                    continue;
                 }
-                let k = room.min(len);
-                parts[part].push((start, k));
-                start += k;
-                len -= k;
-                taken += k;
+                let stop = end.min(bounds[part + 1]);
+                parts[part].push((start, stop - start));
+                start = stop;
             }
         }
         parts
@@ -150,5 +164,23 @@ mod tests {
         assert_eq!(r.count(), 64);
         assert_eq!(r.runs(), vec![(0, 64)]);
         assert_eq!(Roi::none(10).split(3), vec![vec![], vec![], vec![]]);
+    }
+
+    #[test]
+    fn aligned_split_starts_parts_at_multiples() {
+        let roi = Roi::from_bools((0..203).map(|i| i % 11 != 4));
+        for align in [1, 4, 10, 64, 500] {
+            for parts in 1..7 {
+                let split = roi.split_aligned(parts, align);
+                let flat: Vec<usize> = split.iter().flatten().flat_map(|&(s, l)| s..s + l).collect();
+                let expect: Vec<usize> = (0..203).filter(|&i| roi.get(i)).collect();
+                assert_eq!(flat, expect, "align {align}, parts {parts}");
+                for p in split.iter().skip(1).filter(|p| !p.is_empty()) {
+                    // a part starts at an aligned index or where the ROI resumes after a gap
+                    let s = p[0].0;
+                    assert!(s % align == 0 || !roi.get(s - 1), "align {align}: part starts at {s}");
+                }
+            }
+        }
     }
 }

@@ -63,7 +63,7 @@ impl TileScanExec {
         limit: Option<usize>,
     ) -> Self {
         let schema = Arc::new(table_schema.project(&projection).expect("projection indices are valid"));
-        let parts = roi.split(partitions);
+        let parts = roi.split_aligned(partitions, dataset.frame_alignment());
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(parts.len()),

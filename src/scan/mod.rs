@@ -101,7 +101,12 @@ impl TableProvider for TileTable {
         };
         let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let partitions = state.config().target_partitions().max(1);
-        let batch_frames = (self.batch_bytes / g.frame_bytes().max(1)).max(1);
+        let mut batch_frames = (self.batch_bytes / g.frame_bytes().max(1)).max(1);
+        // whole read units (HDF5 chunks) per batch, where a unit fits in a batch
+        let align = self.dataset.frame_alignment().max(1);
+        if align <= batch_frames {
+            batch_frames = batch_frames / align * align;
+        }
         Ok(Arc::new(TileScanExec::new(
             self.name.clone(),
             self.dataset.clone(),

@@ -195,6 +195,8 @@ pub struct MibDataset {
     /// First frame of each file, and the total at the end.
     starts: Vec<usize>,
     sync_offset: i64,
+    /// Fields of the `.hdr` acquisition header, if there is one.
+    hdr: Vec<(String, String)>,
 }
 
 impl MibDataset {
@@ -239,9 +241,12 @@ impl MibDataset {
         }
         let total = *starts.last().expect("non-empty");
         let sync_offset = int_option(spec, "sync_offset")?.unwrap_or(0);
-        let nav = match spec.get("nav") {
-            Some(n) => Shape::parse(n)?,
-            None => Shape::new(vec![total]),
+        let hdr = read_hdr(first);
+        let nav = match (spec.get("nav"), hdr_scan(&hdr)) {
+            (Some(n), _) => Shape::parse(n)?,
+            // the scan shape, where the acquisition software wrote it and it accounts for the frames
+            (None, Some((y, x))) if y * x == total => Shape::new(vec![y, x]),
+            _ => Shape::new(vec![total]),
         };
         if sync_offset == 0 && nav.size() != total {
             return Err(Error::Shape(format!(
@@ -257,8 +262,34 @@ impl MibDataset {
             files,
             starts,
             sync_offset,
+            hdr,
         })
     }
+}
+
+/// The acquisition header (`.hdr`) beside the first MIB file: the same name with `.hdr`, or without a
+/// trailing `_<number>` (series files are numbered). `Key (units):\tvalue` lines; none if absent.
+fn read_hdr(mib: &str) -> Vec<(String, String)> {
+    let p = std::path::Path::new(mib);
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let base = stem.rsplit_once('_').filter(|(_, n)| n.bytes().all(|b| b.is_ascii_digit())).map(|(b, _)| b);
+    let text = [Some(stem), base]
+        .into_iter()
+        .flatten()
+        .find_map(|s| std::fs::read(p.with_file_name(format!("{s}.hdr"))).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty() && !k.starts_with("HDR"))
+        .collect()
+}
+
+/// `ScanY × ScanX` from a header, if it has them.
+fn hdr_scan(hdr: &[(String, String)]) -> Option<(usize, usize)> {
+    let get = |key: &str| hdr.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<usize>().ok());
+    Some((get("ScanY")?, get("ScanX")?)).filter(|&(y, x)| y > 0 && x > 0)
 }
 
 impl Dataset for MibDataset {
@@ -295,12 +326,28 @@ impl Dataset for MibDataset {
     }
     fn describe(&self) -> Vec<(String, String)> {
         let h = &self.header;
-        vec![
+        let mut out = vec![
             ("files".into(), self.files.len().to_string()),
             ("frames in files".into(), self.starts.last().expect("non-empty").to_string()),
             ("pixels".into(), format!("{:?}, counter depth {}", h.pixels, h.depth)),
             ("chips".into(), format!("{} ({})", h.chips, h.layout)),
             ("header".into(), format!("{} bytes per frame", h.header_size)),
-        ]
+        ];
+        // the acquisition settings a user looks for first
+        for key in [
+            "Frames in Acquisition (Number)",
+            "Frames per Trigger (Number)",
+            "Counter Depth (number)",
+            "ScanX",
+            "ScanY",
+            "Time and Date Stamp (day, mnth, yr, hr, min, s)",
+            "Gain Mode",
+            "Threshold 0 (keV)",
+        ] {
+            if let Some((k, v)) = self.hdr.iter().find(|(k, _)| k.as_str() == key) {
+                out.push((format!(".hdr {k}"), v.clone()));
+            }
+        }
+        out
     }
 }

@@ -1,6 +1,8 @@
 //! One file per format.
 
+pub mod app5;
 pub mod blo;
+pub mod hdf5;
 pub mod memory;
 pub mod mib;
 pub mod mrc;
