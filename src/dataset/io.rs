@@ -100,6 +100,21 @@ struct FrameFile {
     frames: usize,
 }
 
+impl FrameFile {
+    /// A file of `frames` frames at `offset`, memory-mapped when `map` (zero copy possible).
+    fn new(path: &str, file: File, size: u64, offset: u64, frames: usize, map: bool) -> Result<Self> {
+        let mmap = if map && size > 0 {
+            // SAFETY: the caller checked the file's size; a file truncated by another process
+            // while mapped would raise SIGBUS, which is why `io=pread` exists for files that may
+            // change while they are read.
+            Some(Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?))
+        } else {
+            None
+        };
+        Ok(FrameFile { path: path.to_string(), file, mmap, offset, frames })
+    }
+}
+
 /// Frames stored back to back in one file or a series of files (raw, npy), each after the same byte
 /// offset: the shared reader of those formats. Dataset frame `i` is frame `i + sync_offset` of the
 /// concatenated files; frames outside them read as blank (zeros).
@@ -175,16 +190,8 @@ impl FrameFiles {
                 ));
             }
             let frames = ((size - offset) / frame_bytes) as usize;
-            let mmap = if io != IoMode::Pread && zero_copy_ok && size > 0 {
-                // SAFETY: the file's size was checked above; a file truncated by another process
-                // while mapped would raise SIGBUS, which is why `io=pread` exists for files that may
-                // change while they are read.
-                Some(Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?))
-            } else {
-                None
-            };
             starts.push(starts.last().expect("starts has one entry per file plus one") + frames);
-            files.push(FrameFile { path: path.clone(), file, mmap, offset, frames });
+            files.push(FrameFile::new(path, file, size, offset, frames, zero_copy_ok && io != IoMode::Pread)?);
         }
         let total = *starts.last().expect("starts is never empty");
         if sync_offset == 0 && total != geometry.n_frames() {
@@ -273,6 +280,48 @@ impl FrameFiles {
             return Ok(whole);
         }
         FrameFiles::open(&paths, offset, stored, order, geometry, sync_offset, IoMode::Pread)
+    }
+
+    /// `frames` frames stored back to back at `offset` in a file that holds other data too (an HDF5
+    /// file's contiguous dataset): the file must be at least that long.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open_region(
+        path: &str,
+        offset: u64,
+        frames: usize,
+        stored: DType,
+        order: ByteOrder,
+        geometry: &Geometry,
+        sync_offset: i64,
+        io: IoMode,
+    ) -> Result<Self> {
+        let frame_len = geometry.sig.size();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let end = offset + (frames * frame_len * stored.size()) as u64;
+        if size < end {
+            return Err(Error::format(
+                path,
+                format!("truncated: the frames end at byte {end}, the file has {size} bytes"),
+            ));
+        }
+        let zero_copy_ok = order == ByteOrder::NATIVE
+            && stored == geometry.dtype
+            && offset.is_multiple_of(stored.size() as u64)
+            && sync_offset == 0;
+        if io == IoMode::Mmap && !zero_copy_ok {
+            return Err(Error::Spec(format!("{path}: io=mmap needs native byte order and no sync_offset")));
+        }
+        let f = FrameFile::new(path, file, size, offset, frames, zero_copy_ok && io != IoMode::Pread)?;
+        Ok(FrameFiles {
+            files: vec![f],
+            starts: vec![0, frames],
+            stored,
+            order,
+            decoded: geometry.dtype,
+            frame_len,
+            sync_offset,
+        })
     }
 
     /// Reads `count` frames of `f` from `first` into `dst`, decoding byte order and dtype.

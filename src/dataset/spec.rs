@@ -52,7 +52,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "seed", formats: "synthetic", help: "random seed of the synthetic generator" },
     Key {
         name: "io",
-        formats: "raw, npy",
+        formats: "raw, npy, mrc, hdf5",
         help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian)",
     },
 ];

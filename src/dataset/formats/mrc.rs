@@ -71,7 +71,7 @@ impl MrcDataset {
         let offset = 1024 + nsymbt as u64;
         let file_geometry = Geometry { nav: Shape::new(vec![frames]), ..geometry.clone() };
         // the file must hold exactly its nz frames; sync_offset then shifts them
-        let (order, io) = (ByteOrder::Little, IoMode::Auto);
+        let (order, io) = (ByteOrder::Little, IoMode::parse(spec.get("io"))?);
         let file = FrameFiles::open_whole(&path, offset, stored, order, &file_geometry, &geometry, sync_offset, io)?;
         Ok(MrcDataset { spec: spec.clone(), geometry, file, mode, info })
     }

@@ -20,7 +20,8 @@
 
 pub mod bitshuffle;
 
-use crate::dataset::io::{as_bytes, decoded_dtype, for_each_span, pixels_mut, widen};
+use crate::dataset::ByteOrder;
+use crate::dataset::io::{FrameFiles, IoMode, as_bytes, decoded_dtype, for_each_span, pixels_mut, widen};
 use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -43,6 +44,8 @@ pub struct Hdf5Dataset {
     sync_offset: i64,
     stored: DType,
     alignment: usize,
+    /// A contiguous dataset is read directly (mmap zero-copy or pread), like a raw file.
+    direct: Option<FrameFiles>,
     /// Calibration (name, value) pairs found in the file.
     calibration: Vec<(String, String)>,
 }
@@ -321,6 +324,23 @@ impl Hdf5Dataset {
         };
         geometry = super::reinterpret_nav(spec, geometry, &path)?;
         let alignment = alignment(&parts[0]);
+        let io = IoMode::parse(spec.get("io"))?;
+        let direct = match (&parts[..], contiguous(&file, &parts[0].ds)) {
+            ([one], Some((offset, order))) => Some(FrameFiles::open_region(
+                &path,
+                offset,
+                one.nav.iter().product(),
+                stored,
+                order,
+                &geometry,
+                sync_offset,
+                io,
+            )?),
+            _ if io == IoMode::Mmap => {
+                return Err(Error::Spec(format!("{path}: io=mmap needs a contiguous HDF5 dataset")));
+            }
+            _ => None,
+        };
         let calibration = if names.len() == 1 { emd_calibration(&file, &names[0]) } else { Vec::new() };
         Ok(Hdf5Dataset {
             spec: spec.clone(),
@@ -336,9 +356,37 @@ impl Hdf5Dataset {
             sync_offset,
             stored,
             alignment,
+            direct,
             calibration,
         })
     }
+}
+
+/// Where a contiguous dataset's pixels start in the file, and their byte order; `None` when the
+/// dataset is chunked, compact, external or not yet written.
+fn contiguous(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> Option<(u64, ByteOrder)> {
+    use hdf5_reader::messages::HdfMessage;
+    use hdf5_reader::messages::layout::DataLayout;
+    let header = file.get_or_parse_header(ds.address()).ok()?;
+    if header.messages.iter().any(|m| matches!(m, HdfMessage::ExternalFiles(_))) {
+        return None;
+    }
+    let address = header.messages.iter().find_map(|m| match m {
+        HdfMessage::DataLayout(l) => match l.layout {
+            DataLayout::Contiguous { address, .. } if address != u64::MAX => Some(address),
+            _ => None,
+        },
+        _ => None,
+    })?;
+    let order = match ds.dtype() {
+        hdf5_reader::Datatype::FixedPoint { byte_order, .. }
+        | hdf5_reader::Datatype::FloatingPoint { byte_order, .. } => match byte_order {
+            hdf5_reader::ByteOrder::BigEndian => ByteOrder::Big,
+            _ => ByteOrder::Little,
+        },
+        _ => return None,
+    };
+    Some((file.superblock().base_address + address, order))
 }
 
 /// Frames per chunk in scan order: the chunk's extent along the last scan dimension, times the
@@ -367,6 +415,9 @@ impl Dataset for Hdf5Dataset {
         self.alignment
     }
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
+        if let Some(direct) = &self.direct {
+            return direct.read(runs, pool);
+        }
         let n: usize = runs.iter().map(|r| r.1).sum();
         let fb = self.geometry.frame_bytes();
         pool.fill(n * fb, |out| {
@@ -412,6 +463,10 @@ impl Dataset for Hdf5Dataset {
             ("datasets".into(), self.parts.len().to_string()),
             ("stored dtype".into(), self.stored.to_string()),
             ("chunks".into(), ds.chunks().map_or("contiguous".into(), |c| format!("{c:?}"))),
+            (
+                "read".into(),
+                if self.direct.is_some() { "directly (like a raw file)" } else { "through hdf5-reader" }.into(),
+            ),
         ];
         out.extend(self.calibration.iter().cloned());
         out
