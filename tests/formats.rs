@@ -1,4 +1,4 @@
-//! raw in every dtype and byte order, npy v1/v2/v3, sync_offset, nav reinterpretation, synthetic.
+//! raw in every dtype and byte order, npy v1/v2/v3, sync_offset, nav reinterpretation, synthetic, EMPAD.
 
 use crate::common::{ctx, tempdir};
 use arrow::array::AsArray;
@@ -251,4 +251,61 @@ async fn corrections_and_sync_offset_match_numpy() {
     let o = std::process::Command::new(py).arg(script).arg(dir.path()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success() && text.contains("OK frames") && text.contains("OK sum"), "{text}");
+}
+
+#[tokio::test]
+async fn empad_xml_names_the_raw_and_metadata_rows_are_dropped() {
+    let dir = tempdir();
+    // 3x2 scan of 130x128 float32 frames; rows 128 and 129 are metadata (huge values that must not count)
+    let frames = 6;
+    let pixel = |f: usize, r: usize, c: usize| if r >= 128 { 1e9 } else { ((f * 31 + r * 7 + c) % 97) as f32 };
+    let raw: Vec<u8> = (0..frames)
+        .flat_map(|f| (0..130).flat_map(move |r| (0..128).map(move |c| pixel(f, r, c))))
+        .flat_map(|v: f32| v.to_le_bytes())
+        .collect();
+    std::fs::write(dir.path().join("scan_x2_y3.raw"), &raw).unwrap();
+    let frame_sum = |f: usize| (0..128).flat_map(|r| (0..128).map(move |c| pixel(f, r, c) as f64)).sum::<f64>();
+    let xml = |x: usize, y: usize, sx: usize, sy: usize| {
+        format!(
+            "<root>\n<raw_file filename=\"D:\\acq\\scan_x2_y3.raw\"/>\n<scan_parameters mode=\"search\">\
+             <scan_resolution_x>{sx}</scan_resolution_x><scan_resolution_y>{sy}</scan_resolution_y></scan_parameters>\n\
+             <scan_parameters mode=\"acquire\"><scan_resolution_x>{x}</scan_resolution_x>\
+             <scan_resolution_y>{y}</scan_resolution_y></scan_parameters>\n</root>"
+        )
+    };
+    // acquire shape matches; then a file whose frames match the "search" shape (LiberTEM's fixup)
+    for (name, text, nav) in [
+        ("a.xml", xml(2, 3, 16, 16), vec![3, 2]),
+        ("b.xml", xml(4, 4, 2, 3), vec![3, 2]),
+        ("c.xml", xml(4, 4, 1, 1), vec![]),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let spec = DatasetSpec::parse(p.to_str().unwrap()).unwrap();
+        let ds = tessera::dataset::open(&spec);
+        if nav.is_empty() {
+            // neither 4x4 nor 1x1 holds the 6 frames: a clear error, not a guess
+            let msg = ds.unwrap_err().to_string();
+            assert!(msg.contains("6 frames") && msg.contains("truncated?"), "{msg}");
+            continue;
+        }
+        let ds = ds.unwrap();
+        assert_eq!(ds.spec().format.as_deref(), Some("empad"));
+        assert_eq!(ds.geometry().nav.dims(), &nav[..]);
+        assert_eq!(ds.geometry().sig.dims(), &[128, 128]);
+        let (_, sig) = sums(p.to_str().unwrap()).await;
+        assert_eq!(sig, (0..frames).map(frame_sum).collect::<Vec<_>>());
+        let (_, sig) = sums(&format!("{},sync_offset=1", p.display())).await;
+        assert_eq!(sig, (1..frames).map(frame_sum).chain([0.0]).collect::<Vec<_>>());
+    }
+    // the .raw alone needs nav=; a truncated .raw is an error naming it
+    let rawp = dir.path().join("scan_x2_y3.raw");
+    assert!(tessera::dataset::open(&DatasetSpec::parse(&format!("{},format=empad", rawp.display())).unwrap()).is_err());
+    let (_, sig) = sums(&format!("{},format=empad,nav=6", rawp.display())).await;
+    assert_eq!(sig.len(), 6);
+    std::fs::write(&rawp, &raw[..raw.len() - 100]).unwrap();
+    let msg = tessera::dataset::open(&DatasetSpec::parse(dir.path().join("a.xml").to_str().unwrap()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("scan_x2_y3.raw") && msg.contains("truncated"), "{msg}");
 }

@@ -94,6 +94,7 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
         "mrc" => Arc::new(formats::mrc::MrcDataset::open(spec)?),
         "ser" => Arc::new(formats::ser::SerDataset::open(spec)?),
         "hdf5" => Arc::new(formats::hdf5::Hdf5Dataset::open(spec)?),
+        "empad" => Arc::new(formats::empad::EmpadDataset::open(spec)?),
         "app5" => Arc::new(formats::app5::App5Dataset::open(spec)?),
         "synthetic" => Arc::new(formats::synthetic::SyntheticDataset::open(spec)?),
         "memory" => {
@@ -103,7 +104,7 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
         }
         other => {
             return Err(Error::Spec(format!(
-                "unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, hdf5, app5, synthetic)"
+                "unknown format '{other}' (known: raw, npy, mib, blo, mrc, ser, hdf5, app5, empad, synthetic)"
             )));
         }
     };
@@ -114,7 +115,8 @@ pub fn open(spec: &DatasetSpec) -> Result<Arc<dyn Dataset>> {
 /// shape keys are given.
 fn detect(spec: &DatasetSpec) -> Result<String> {
     let Some(path) = &spec.path else { return Ok("synthetic".into()) };
-    if path.contains(['*', '?', '[']) && path.to_ascii_lowercase().ends_with(".mib") {
+    let lower = path.to_ascii_lowercase();
+    if path.contains(['*', '?', '[']) && lower.ends_with(".mib") {
         return Ok("mib".into());
     }
     let mut magic = [0u8; 8];
@@ -126,26 +128,32 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     if n >= 6 && &magic[..6] == b"\x93NUMPY" {
         return Ok("npy".into());
     }
-    if magic.starts_with(b"MQ1,") || path.to_ascii_lowercase().ends_with(".mib") {
+    if magic.starts_with(b"MQ1,") || lower.ends_with(".mib") {
         return Ok("mib".into());
     }
-    if magic.starts_with(b"IMGBLO") || path.to_ascii_lowercase().ends_with(".blo") {
+    if magic.starts_with(b"IMGBLO") || lower.ends_with(".blo") {
         return Ok("blo".into());
     }
     if n == 8 && &magic == b"\x89HDF\r\n\x1a\n" {
-        return Ok(if path.to_ascii_lowercase().ends_with(".app5") { "app5" } else { "hdf5" }.into());
+        return Ok(if lower.ends_with(".app5") { "app5" } else { "hdf5" }.into());
     }
-    let lower = path.to_ascii_lowercase();
     if [".h5", ".hdf5", ".hdf", ".emd", ".nxs"].iter().any(|e| lower.ends_with(e)) {
         return Ok("hdf5".into());
     }
-    if path.to_ascii_lowercase().ends_with(".ser") {
+    if lower.ends_with(".xml") {
+        let head = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if String::from_utf8_lossy(&head[..head.len().min(4096)]).contains("<raw_file") {
+            return Ok("empad".into());
+        }
+        return Err(Error::format(path, "an .xml file that is not an EMPAD acquisition (no <raw_file>)"));
+    }
+    if lower.ends_with(".ser") {
         return Ok("ser".into());
     }
-    if path.to_ascii_lowercase().ends_with(".mrc") {
+    if lower.ends_with(".mrc") {
         return Ok("mrc".into());
     }
-    if path.to_ascii_lowercase().ends_with(".npy") {
+    if lower.ends_with(".npy") {
         return Err(Error::format(path, "has the .npy extension but not the NumPy magic bytes"));
     }
     if spec.get("sig").is_some() && spec.get("dtype").is_some() {

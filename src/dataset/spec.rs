@@ -22,7 +22,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "format",
         formats: "*",
-        help: "raw | npy | mib | blo | mrc | ser | hdf5 | app5 | synthetic (default: detect from extension/magic bytes)",
+        help: "raw | npy | mib | blo | mrc | ser | hdf5 | app5 | empad | synthetic (default: detect from extension/magic bytes)",
     },
     Key { name: "nav", formats: "*", help: "scan shape, e.g. 16x16 or 4x16x16 (reinterprets the frames)" },
     Key { name: "sig", formats: "raw, synthetic", help: "frame shape, e.g. 128x128" },
@@ -30,7 +30,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "offset", formats: "raw", help: "bytes to skip at the start of the file" },
     Key {
         name: "sync_offset",
-        formats: "raw, npy, mib, mrc, hdf5, app5",
+        formats: "raw, npy, mib, mrc, hdf5, app5, empad",
         help: "frames: positive skips frames, negative inserts blank frames",
     },
     Key {

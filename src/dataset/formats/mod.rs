@@ -2,6 +2,7 @@
 
 pub mod app5;
 pub mod blo;
+pub mod empad;
 pub mod hdf5;
 pub mod memory;
 pub mod mib;
