@@ -3,6 +3,7 @@
 For each file of benches/make_read_files.py: the time of `tessera sql` running
 `SELECT count(tile)` (every frame read and decoded into tiles, nothing computed on them) and
 `SELECT udf_sum_sig(tile)` (plus the lightest UDF), both with 2 partitions, against the time that
+(with mmap, count(tile) touches no pixel: the io=pread rows show the cost of reading)
 `bench_membw` (../shared/peer, 2 threads of pread) takes to read the file's bytes.
 Medians of REPS interleaved repetitions; process start (~0.02 s) is included in Tessera's times.
 
@@ -26,9 +27,11 @@ def run(cmd):
 def main(data, tessera, membw, reps):
     nav = "64x32"
     cases = [
-        ("raw (uint16 LE)", [f"{data}/frames.raw"], f"{data}/frames.raw,format=raw,nav={nav},sig=256x256,dtype=uint16"),
+        ("raw (uint16 LE), mmap", [f"{data}/frames.raw"], f"{data}/frames.raw,format=raw,nav={nav},sig=256x256,dtype=uint16"),
+        ("raw (uint16 LE), io=pread", [f"{data}/frames.raw"], f"{data}/frames.raw,format=raw,nav={nav},sig=256x256,dtype=uint16,io=pread"),
         ("MIB series (4 files, >u2)", [f"{data}/series_{k}.mib" for k in range(1, 5)], f"{data}/series_*.mib,nav={nav}"),
-        ("HDF5 contiguous", [f"{data}/contiguous.h5"], f"{data}/contiguous.h5"),
+        ("HDF5 contiguous, mmap", [f"{data}/contiguous.h5"], f"{data}/contiguous.h5"),
+        ("HDF5 contiguous, io=pread", [f"{data}/contiguous.h5"], f"{data}/contiguous.h5,io=pread"),
         ("HDF5 chunked, no filter", [f"{data}/chunked.h5"], f"{data}/chunked.h5"),
         ("HDF5 gzip-1 + shuffle", [f"{data}/gzip.h5"], f"{data}/gzip.h5"),
         ("HDF5 bitshuffle+LZ4", [f"{data}/bslz4.h5"], f"{data}/bslz4.h5"),

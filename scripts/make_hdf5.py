@@ -5,8 +5,8 @@ each with the same data as a .npy beside it, and OUTDIR/cases.json listing them:
 Cases: gzip+shuffle with chunks that cut frames and nav rows, DECTRIS-style bitshuffle+LZ4 (one frame
 per chunk, a master file with external links to several data files), bitshuffle+LZ4 with an explicit
 block size and frames that are not a multiple of 8 pixels, LZ4 (filter 32004), latest file format
-(fixed-array and extensible-array chunk indexes), big-endian float32 contiguous data, and an EMD 1.0
-(py4DSTEM) layout found without ds_path.
+(fixed-array and extensible-array chunk indexes), big-endian float32 contiguous data, an EMD 1.0
+(py4DSTEM) layout found without ds_path, chunks never written, and big-endian gzip chunks.
 
 usage: make_hdf5.py OUTDIR
 """
@@ -111,6 +111,20 @@ def main(out):
             dim.attrs["name"] = n
             dim.attrs["units"] = u
     case("emd", "emd.h5", d)
+
+    # chunks never written read as the fill value (zero); big-endian gzip chunks of two frames
+    d = frames((4, 5, 6, 7), np.uint16, 8)
+    written = np.zeros_like(d)
+    with h5py.File(os.path.join(out, "sparse.h5"), "w") as f:
+        ds = f.create_dataset("data", shape=d.shape, dtype=np.uint16, chunks=(1, 1, 6, 7))
+        for i in range(4):
+            for j in range(5):
+                if (i + j) % 3 == 0:
+                    ds[i, j] = d[i, j]
+                    written[i, j] = d[i, j]
+        f.create_dataset("be", data=d.astype(">u2"), chunks=(1, 2, 6, 7), compression="gzip")
+    case("sparse", "sparse.h5", written, ds_path="data")
+    case("be_gzip", "sparse.h5", d, ds_path="be")
 
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)

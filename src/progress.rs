@@ -51,6 +51,8 @@ pub struct RunningQuery {
     plan: Arc<dyn ExecutionPlan>,
     handle: tokio::task::JoinHandle<datafusion::error::Result<Vec<RecordBatch>>>,
     cancel: Arc<CancelFlag>,
+    /// Set (then waiters woken) when the result is ready.
+    done: Arc<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>,
 }
 
 /// Set to stop a query: every Tessera scan that sees it in its task's session config (as an
@@ -89,12 +91,21 @@ impl RunningQuery {
             task.window_functions().clone(),
             task.runtime_env(),
         ));
-        let fut = collect(plan.clone(), task);
+        let done = Arc::new((std::sync::atomic::AtomicBool::new(false), tokio::sync::Notify::new()));
+        let fut = {
+            let (plan, done) = (plan.clone(), done.clone());
+            async move {
+                let r = collect(plan, task).await;
+                done.0.store(true, std::sync::atomic::Ordering::Release);
+                done.1.notify_waiters();
+                r
+            }
+        };
         let handle = match runtime {
             Some(rt) => rt.spawn(fut),
             None => tokio::spawn(fut),
         };
-        RunningQuery { plan, handle, cancel }
+        RunningQuery { plan, handle, cancel, done }
     }
     /// How far it is.
     pub fn progress(&self) -> Progress {
@@ -102,7 +113,17 @@ impl RunningQuery {
     }
     /// Whether it has finished (or was cancelled).
     pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
+        self.done.0.load(std::sync::atomic::Ordering::Acquire) || self.handle.is_finished()
+    }
+    /// Returns when the query has finished (not when it was cancelled: use [`RunningQuery::finish`]).
+    pub async fn finished(&self) {
+        let notified = self.done.1.notified();
+        tokio::pin!(notified);
+        // registered before the check, so a result that arrives in between still wakes us
+        notified.as_mut().enable();
+        if !self.is_finished() {
+            notified.await;
+        }
     }
     /// Stops the query; its progress stays readable.
     pub fn cancel(&self) {

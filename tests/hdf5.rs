@@ -76,7 +76,7 @@ async fn h5py_and_hdf5plugin_files_read_back_exactly() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 10);
 
     // a damaged gzip chunk fails the query, naming the file; no result is returned
     let bytes = std::fs::read(dir.path().join("gzip.h5")).unwrap();

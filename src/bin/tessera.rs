@@ -98,6 +98,7 @@ async fn run_with_progress(ctx: &Context, query: &str, exec: &Handle) -> tessera
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     while !running.is_finished() {
         tokio::select! {
+            _ = running.finished() => {}
             _ = tokio::signal::ctrl_c() => {
                 running.cancel();
                 let p = running.progress();

@@ -49,6 +49,38 @@ impl BufferPool {
     /// Fills a buffer of `len` bytes with `fill` and freezes it into an Arrow [`Buffer`] that returns
     /// to the pool when dropped.
     pub fn fill(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Buffer> {
+        self.fill_buffer(len, true, fill)
+    }
+
+    /// Reads the frames of `runs` over files concatenated at `starts` and shifted by `sync_offset` (see
+    /// [`for_each_span`]): `read(file, first frame in the file, count, destination)` fills each span;
+    /// frames outside the files are zeroed here. Saves [`BufferPool::fill`]'s clearing pass, which
+    /// costs as much as a copy of the data.
+    pub(crate) fn read_spans(
+        &self,
+        runs: &[(usize, usize)],
+        starts: &[usize],
+        sync_offset: i64,
+        frame_bytes: usize,
+        mut read: impl FnMut(usize, usize, usize, &mut [u8]) -> Result<()>,
+    ) -> Result<Buffer> {
+        let n: usize = runs.iter().map(|r| r.1).sum();
+        self.fill_buffer(n * frame_bytes, false, |out| {
+            let mut written = 0; // frames filled (or zeroed) so far
+            for_each_span(runs, starts, sync_offset, |fi, local, k, pos| {
+                out[written * frame_bytes..pos * frame_bytes].fill(0);
+                read(fi, local, k, &mut out[pos * frame_bytes..(pos + k) * frame_bytes])?;
+                written = pos + k;
+                Ok(())
+            })?;
+            out[written * frame_bytes..].fill(0);
+            Ok(())
+        })
+    }
+
+    /// A pooled buffer of `len` bytes, cleared to zero when `zeroed` (otherwise `fill` must write
+    /// every byte: a reused buffer holds an earlier batch), filled and frozen.
+    fn fill_buffer(&self, len: usize, zeroed: bool, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Buffer> {
         let mut buf = {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
             match free.iter().position(|b| b.capacity() >= len) {
@@ -56,7 +88,9 @@ impl BufferPool {
                 None => MutableBuffer::with_capacity(len),
             }
         };
-        buf.clear();
+        if zeroed {
+            buf.clear();
+        }
         buf.resize(len, 0);
         fill(buf.as_slice_mut())?;
         let ptr = NonNull::new(buf.as_mut_ptr()).expect("MutableBuffer pointer is never null");
@@ -250,14 +284,10 @@ impl FrameFiles {
                 return Ok(unsafe { Buffer::from_custom_allocation(ptr, len, m.clone()) });
             }
         }
-        let n: usize = runs.iter().map(|r| r.1).sum();
         let out_frame = self.frame_len * self.decoded.size();
-        pool.fill(n * out_frame, |out| {
-            let mut scratch = Vec::new();
-            for_each_span(runs, &self.starts, self.sync_offset, |fi, local, k, pos| {
-                let dst = &mut out[pos * out_frame..(pos + k) * out_frame];
-                self.read_decoded(&self.files[fi], local, k, dst, &mut scratch)
-            })
+        let mut scratch = Vec::new();
+        pool.read_spans(runs, &self.starts, self.sync_offset, out_frame, |fi, local, k, dst| {
+            self.read_decoded(&self.files[fi], local, k, dst, &mut scratch)
         })
     }
 
@@ -362,8 +392,8 @@ impl FrameFiles {
 /// Walks the frames of `runs` (dataset frame indices) over files concatenated at `starts` (first frame
 /// of each file, then the total) and shifted by `sync_offset`: calls `read(file, first frame in the
 /// file, count, output position)` for each span that lies in one file. Frames outside the files are
-/// skipped, so they stay blank (the pool hands out zeroed buffers).
-pub(crate) fn for_each_span(
+/// skipped ([`BufferPool::read_spans`] zeroes them).
+fn for_each_span(
     runs: &[(usize, usize)],
     starts: &[usize],
     sync_offset: i64,
@@ -418,6 +448,22 @@ pub(crate) fn pixels_mut<T: super::Pixel>(bytes: &mut [u8]) -> &mut [T] {
     // SAFETY: alignment and length were checked just above; every bit pattern is a valid pixel
     // value (integers and floats), and the returned slice borrows `bytes` mutably.
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
+}
+
+/// Decodes stored pixels (`stored`, in byte order `order`) into native `decoded` pixels.
+pub(crate) fn decode_pixels(src: &[u8], stored: DType, order: ByteOrder, dst: &mut [u8], decoded: DType) -> Result<()> {
+    if stored == decoded {
+        dst.copy_from_slice(src);
+        if order != ByteOrder::NATIVE {
+            swap_in_place(dst, stored.size());
+        }
+        return Ok(());
+    }
+    let mut native = src.to_vec();
+    if order != ByteOrder::NATIVE {
+        swap_in_place(&mut native, stored.size());
+    }
+    widen(&native, stored, dst, decoded)
 }
 
 /// Views pixels as bytes.

@@ -52,8 +52,8 @@ pub const KEYS: &[Key] = &[
     Key { name: "seed", formats: "synthetic", help: "random seed of the synthetic generator" },
     Key {
         name: "io",
-        formats: "raw, npy, mrc, hdf5",
-        help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian)",
+        formats: "raw, npy, mrc, hdf5, mib",
+        help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian; MIB decodes from a map)",
     },
 ];
 

@@ -7,7 +7,7 @@
 //! several series reads the one `ds_path=<procedure>/<series>` names, by default the largest.
 
 use super::hdf5::{dtype_of, h5_error, open_file, read_into};
-use crate::dataset::io::{decoded_dtype, for_each_span};
+use crate::dataset::io::decoded_dtype;
 use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -160,13 +160,9 @@ impl Dataset for App5Dataset {
         &self.geometry
     }
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
-        let n: usize = runs.iter().map(|r| r.1).sum();
         let fb = self.geometry.frame_bytes();
-        pool.fill(n * fb, |out| {
-            for_each_span(runs, &self.starts, self.sync_offset, |fi, _, _, pos| {
-                let dst = &mut out[pos * fb..(pos + 1) * fb];
-                read_into(&self.frames[fi], &SliceInfo::all(2), self.stored, self.geometry.dtype, dst, &self.path)
-            })
+        pool.read_spans(runs, &self.starts, self.sync_offset, fb, |fi, _, _, dst| {
+            read_into(&self.frames[fi], &SliceInfo::all(2), self.stored, self.geometry.dtype, dst, &self.path)
         })
     }
     fn describe(&self) -> Vec<(String, String)> {

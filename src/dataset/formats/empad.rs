@@ -7,7 +7,6 @@
 //! files hold the frames of the `mode="search"` parameters instead; as LiberTEM does, the shape whose
 //! size matches the .raw file is taken. Opening the `.raw` directly needs `nav=`.
 
-use crate::dataset::io::for_each_span;
 use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -123,25 +122,19 @@ impl Dataset for EmpadDataset {
         &self.geometry
     }
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
-        let n: usize = runs.iter().map(|r| r.1).sum();
         let fb = self.geometry.frame_bytes();
-        pool.fill(n * fb, |out| {
-            let mut scratch = Vec::new();
-            for_each_span(runs, &self.starts, self.sync_offset, |_, local, k, pos| {
-                // one read for the run, metadata rows included; then keep the pixel rows
-                scratch.resize(k * RAW_FRAME, 0);
-                self.file
-                    .read_exact_at(&mut scratch, (local * RAW_FRAME) as u64)
-                    .map_err(|e| Error::io(&self.raw, e))?;
-                for (j, frame) in scratch.chunks_exact(RAW_FRAME).enumerate() {
-                    let dst = &mut out[(pos + j) * fb..(pos + j + 1) * fb];
-                    dst.copy_from_slice(&frame[..fb]);
-                    if cfg!(target_endian = "big") {
-                        dst.chunks_exact_mut(4).for_each(|c| c.reverse());
-                    }
+        let mut scratch = Vec::new();
+        pool.read_spans(runs, &self.starts, self.sync_offset, fb, |_, local, k, out| {
+            // one read for the run, metadata rows included; then keep the pixel rows
+            scratch.resize(k * RAW_FRAME, 0);
+            self.file.read_exact_at(&mut scratch, (local * RAW_FRAME) as u64).map_err(|e| Error::io(&self.raw, e))?;
+            for (frame, dst) in scratch.chunks_exact(RAW_FRAME).zip(out.chunks_exact_mut(fb)) {
+                dst.copy_from_slice(&frame[..fb]);
+                if cfg!(target_endian = "big") {
+                    dst.chunks_exact_mut(4).for_each(|c| c.reverse());
                 }
-                Ok(())
-            })
+            }
+            Ok(())
         })
     }
     fn describe(&self) -> Vec<(String, String)> {

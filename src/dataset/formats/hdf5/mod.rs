@@ -19,9 +19,10 @@
 //! filter is implemented in [`bitshuffle`].
 
 pub mod bitshuffle;
+mod chunks;
 
 use crate::dataset::ByteOrder;
-use crate::dataset::io::{FrameFiles, IoMode, as_bytes, decoded_dtype, for_each_span, pixels_mut, widen};
+use crate::dataset::io::{FrameFiles, IoMode, as_bytes, decoded_dtype, pixels_mut, widen};
 use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
@@ -54,6 +55,8 @@ pub struct Hdf5Dataset {
 struct Part {
     ds: hdf5_reader::Dataset,
     nav: Vec<usize>,
+    /// Direct chunk reads, where the chunks hold whole frames.
+    chunks: Option<chunks::FrameChunks>,
 }
 
 impl std::fmt::Debug for Hdf5Dataset {
@@ -62,9 +65,9 @@ impl std::fmt::Debug for Hdf5Dataset {
     }
 }
 
-/// Opens an HDF5 file with Tessera's filters (bitshuffle+LZ4 besides the built-in ones) and external
-/// links resolved next to the file.
-pub(crate) fn open_file(path: &str) -> Result<Hdf5File> {
+/// The filters Tessera reads: HDF5's own (gzip, shuffle, fletcher32, szip, nbit, scaleoffset), LZ4
+/// and bitshuffle+LZ4.
+fn registry() -> FilterRegistry {
     let mut filters = FilterRegistry::new();
     filters.register(
         bitshuffle::FILTER_BITSHUFFLE,
@@ -79,6 +82,47 @@ pub(crate) fn open_file(path: &str) -> Result<Hdf5File> {
             }
         }),
     );
+    filters
+}
+
+/// The file that holds dataset `name` of `file` (at `path`) and its path there: another file when
+/// the last link of `name` is an external link (DECTRIS master → data files).
+fn locate(file: &Hdf5File, path: &str, name: &str) -> Result<(String, Hdf5File, String)> {
+    use hdf5_reader::messages::HdfMessage;
+    use hdf5_reader::messages::link::LinkTarget;
+    let name = name.trim_matches('/');
+    let (parent, leaf) = name.rsplit_once('/').unwrap_or(("", name));
+    let group = if parent.is_empty() { file.root_group() } else { file.group(parent) };
+    if let Ok(group) = group
+        && let Ok(header) = file.get_or_parse_header(group.address())
+    {
+        for m in &header.messages {
+            if let HdfMessage::Link(l) = m
+                && l.name == leaf
+                && let LinkTarget::External { filename, path: target } = &l.target
+            {
+                let dir = Path::new(path).parent().map(Path::to_path_buf).unwrap_or_default();
+                let other = dir.join(filename).to_string_lossy().into_owned();
+                let f = open_file(&other)?;
+                return Ok((other, f, target.clone()));
+            }
+        }
+    }
+    Ok((path.to_string(), file.clone(), name.to_string()))
+}
+
+/// Whether the object header at `ds`'s address in `file` describes `ds` (so that the layout read
+/// from it is `ds`'s): false for a dataset reached through a link into another file.
+fn header_is_own(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> bool {
+    use hdf5_reader::messages::HdfMessage;
+    file.get_or_parse_header(ds.address())
+        .is_ok_and(|h| h.messages.iter().any(|m| matches!(m, HdfMessage::Dataspace(d) if d.dims == ds.shape())))
+}
+
+/// Opens an HDF5 file with Tessera's filters (bitshuffle+LZ4 besides the built-in ones) and external
+/// links resolved next to the file.
+pub(crate) fn open_file(path: &str) -> Result<Hdf5File> {
+    let filters = registry();
     let dir = Path::new(path).parent().map(Path::to_path_buf).unwrap_or_default();
     let options = OpenOptions::default()
         .with_filter_registry(filters)
@@ -269,7 +313,6 @@ impl Hdf5Dataset {
     pub fn open(spec: &DatasetSpec) -> Result<Self> {
         let path = spec.path.clone().ok_or_else(|| Error::Spec("format hdf5 needs a path".into()))?;
         let file = open_file(&path)?;
-        let h5 = |e| h5_error(&path, e);
         let names = match spec.get("ds_path") {
             Some(p) => match file.dataset(p) {
                 Ok(_) => vec![p.to_string()],
@@ -289,8 +332,10 @@ impl Hdf5Dataset {
         let mut parts = Vec::new();
         let mut starts = vec![0];
         let mut first: Option<(DType, Vec<u64>)> = None;
+        let registry = Arc::new(registry());
         for name in &names {
-            let ds = file.dataset(name).map_err(h5)?;
+            let (part_path, part_file, inner) = locate(&file, &path, name)?;
+            let ds = part_file.dataset(&inner).map_err(|e| h5_error(&part_path, e))?;
             let shape = ds.shape().to_vec();
             if shape.len() < 3 {
                 return Err(Error::Shape(format!(
@@ -311,7 +356,21 @@ impl Hdf5Dataset {
             }
             let nav: Vec<usize> = shape[..shape.len() - 2].iter().map(|&d| d as usize).collect();
             starts.push(starts.last().expect("non-empty") + nav.iter().product::<usize>());
-            parts.push(Part { ds, nav });
+            let chunks = if header_is_own(&part_file, &ds) {
+                let order = byte_order(&ds);
+                chunks::FrameChunks::new(
+                    &part_file,
+                    &ds,
+                    &part_path,
+                    registry.clone(),
+                    dtype,
+                    order,
+                    decoded_dtype(dtype),
+                )?
+            } else {
+                None
+            };
+            parts.push(Part { ds, nav, chunks });
         }
         let (stored, sig) = first.expect("at least one dataset");
         let total = *starts.last().expect("non-empty");
@@ -367,6 +426,9 @@ impl Hdf5Dataset {
 fn contiguous(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> Option<(u64, ByteOrder)> {
     use hdf5_reader::messages::HdfMessage;
     use hdf5_reader::messages::layout::DataLayout;
+    if !header_is_own(file, ds) {
+        return None;
+    }
     let header = file.get_or_parse_header(ds.address()).ok()?;
     if header.messages.iter().any(|m| matches!(m, HdfMessage::ExternalFiles(_))) {
         return None;
@@ -378,15 +440,16 @@ fn contiguous(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> Option<(u64, ByteOr
         },
         _ => None,
     })?;
-    let order = match ds.dtype() {
-        hdf5_reader::Datatype::FixedPoint { byte_order, .. }
-        | hdf5_reader::Datatype::FloatingPoint { byte_order, .. } => match byte_order {
-            hdf5_reader::ByteOrder::BigEndian => ByteOrder::Big,
-            _ => ByteOrder::Little,
-        },
-        _ => return None,
-    };
-    Some((file.superblock().base_address + address, order))
+    Some((file.superblock().base_address + address, byte_order(ds)))
+}
+
+/// The byte order of a dataset's numbers.
+fn byte_order(ds: &hdf5_reader::Dataset) -> ByteOrder {
+    match ds.dtype() {
+        hdf5_reader::Datatype::FixedPoint { byte_order: hdf5_reader::ByteOrder::BigEndian, .. }
+        | hdf5_reader::Datatype::FloatingPoint { byte_order: hdf5_reader::ByteOrder::BigEndian, .. } => ByteOrder::Big,
+        _ => ByteOrder::Little,
+    }
 }
 
 /// Frames per chunk in scan order: the chunk's extent along the last scan dimension, times the
@@ -418,44 +481,39 @@ impl Dataset for Hdf5Dataset {
         if let Some(direct) = &self.direct {
             return direct.read(runs, pool);
         }
-        let n: usize = runs.iter().map(|r| r.1).sum();
         let fb = self.geometry.frame_bytes();
-        pool.fill(n * fb, |out| {
-            for_each_span(runs, &self.starts, self.sync_offset, |pi, local, k, pos| {
-                let part = &self.parts[pi];
-                // cut the run into pieces along the last scan dimension: each one hyperslab
-                let last = *part.nav.last().expect("3+ dimensions");
-                let (mut f, mut done) = (local, 0);
-                while done < k {
-                    let x = f % last;
-                    let m = (last - x).min(k - done);
-                    let mut sel = Vec::with_capacity(part.nav.len() + 2);
-                    let mut rest = f / last;
-                    for &d in part.nav[..part.nav.len() - 1].iter().rev() {
-                        sel.push(SliceInfoElem::Index((rest % d) as u64));
-                        rest /= d;
-                    }
-                    sel.reverse();
-                    sel.push(SliceInfoElem::Slice { start: x as u64, end: (x + m) as u64, step: 1 });
-                    for &s in self.geometry.sig.dims() {
-                        sel.push(SliceInfoElem::Slice { start: 0, end: s as u64, step: 1 });
-                    }
-                    let dst = &mut out[(pos + done) * fb..(pos + done + m) * fb];
-                    read_into(
-                        &part.ds,
-                        &SliceInfo { selections: sel },
-                        self.stored,
-                        self.geometry.dtype,
-                        dst,
-                        &self.path,
-                    )?;
-                    f += m;
-                    done += m;
+        let mut scratch = chunks::Scratch::default();
+        pool.read_spans(runs, &self.starts, self.sync_offset, fb, |pi, local, k, out| {
+            let part = &self.parts[pi];
+            if let Some(c) = &part.chunks {
+                return c.read(local, k, out, &mut scratch);
+            }
+            // cut the run into pieces along the last scan dimension: each one hyperslab
+            let last = *part.nav.last().expect("3+ dimensions");
+            let (mut f, mut done) = (local, 0);
+            while done < k {
+                let x = f % last;
+                let m = (last - x).min(k - done);
+                let mut sel = Vec::with_capacity(part.nav.len() + 2);
+                let mut rest = f / last;
+                for &d in part.nav[..part.nav.len() - 1].iter().rev() {
+                    sel.push(SliceInfoElem::Index((rest % d) as u64));
+                    rest /= d;
                 }
-                Ok(())
-            })
+                sel.reverse();
+                sel.push(SliceInfoElem::Slice { start: x as u64, end: (x + m) as u64, step: 1 });
+                for &s in self.geometry.sig.dims() {
+                    sel.push(SliceInfoElem::Slice { start: 0, end: s as u64, step: 1 });
+                }
+                let dst = &mut out[done * fb..(done + m) * fb];
+                read_into(&part.ds, &SliceInfo { selections: sel }, self.stored, self.geometry.dtype, dst, &self.path)?;
+                f += m;
+                done += m;
+            }
+            Ok(())
         })
     }
+
     fn describe(&self) -> Vec<(String, String)> {
         let ds = &self.parts[0].ds;
         let mut out = vec![
@@ -465,7 +523,14 @@ impl Dataset for Hdf5Dataset {
             ("chunks".into(), ds.chunks().map_or("contiguous".into(), |c| format!("{c:?}"))),
             (
                 "read".into(),
-                if self.direct.is_some() { "directly (like a raw file)" } else { "through hdf5-reader" }.into(),
+                if self.direct.is_some() {
+                    "directly, like a raw file"
+                } else if self.parts.iter().all(|p| p.chunks.is_some()) {
+                    "chunk by chunk (chunks of whole frames)"
+                } else {
+                    "by hyperslab (chunks cut frames)"
+                }
+                .into(),
             ),
         ];
         out.extend(self.calibration.iter().cloned());
