@@ -4,7 +4,8 @@
 usage: check_parquet.py FILE COLUMN.FIELD=EXPECTED.npy ...
 
 For each pair, the struct column's field must be an arrow.fixed_shape_tensor whose numpy array has the
-reference's shape and dtype and equal values (NaN where the reference is NaN). Prints one OK line per
+reference's shape and dtype, equal values (NaN where the reference is NaN) and a name for every
+dimension (`dim_names`). Prints one OK line per
 check; exits non-zero on the first mismatch.
 """
 import sys
@@ -30,7 +31,11 @@ def main(path, checks):
             sys.exit(f"{name}: NaN pattern differs")
         if not np.array_equal(np.nan_to_num(got), np.nan_to_num(ref)):
             sys.exit(f"{name}: values differ, max |diff| {np.nanmax(np.abs(got - ref))}")
-        print(f"OK {name} {got.shape} {got.dtype}")
+        # dimension names travel with the tensor (one per dimension)
+        names = arr.type.dim_names
+        if names is None or len(names) != len(ref.shape):
+            sys.exit(f"{name}: dim_names {names} do not name the {len(ref.shape)} dimensions")
+        print(f"OK {name} {got.shape} {got.dtype} dims {list(names)}")
 
 
 if __name__ == "__main__":

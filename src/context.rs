@@ -134,6 +134,44 @@ impl Context {
         Ok(ds)
     }
 
+    /// Opens a file as LiberTEM's `ctx.load` does and registers it as a table named after the file
+    /// (`/data/scan_01.mib` → `scan_01`; `_2`, `_3`... when that name is taken); returns the name.
+    /// `format` is `"auto"` (detect from the magic bytes and the extension) or a format name;
+    /// `path` may carry options as in a spec (`/data/x.mib,nav=64x64`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let ctx = tessera::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("scan.npy");
+    /// tessera::dataset::formats::npy::write_npy(&path, tessera::dataset::DType::U8, &[2, 3, 4, 4], &[1u8; 96]).unwrap();
+    /// let name = ctx.load("auto", path.to_str().unwrap()).unwrap();
+    /// assert_eq!(name, "scan");
+    /// let r = ctx.run_udf(&name, tessera::udf::builtin::SumSig, None).await.unwrap();
+    /// assert_eq!(r.buffers["intensity"].to_f64().sum(), 96.0);
+    /// # }
+    /// ```
+    pub fn load(&self, format: &str, path: &str) -> Result<String> {
+        let mut spec = DatasetSpec::parse(path)?;
+        if format != "auto" {
+            spec.format = Some(format.to_ascii_lowercase());
+        }
+        let file = spec.path.clone().ok_or_else(|| Error::Spec(format!("'{path}': no file")))?;
+        let stem = std::path::Path::new(&file).file_stem().and_then(|s| s.to_str()).unwrap_or("scan");
+        let mut base: String =
+            stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
+            base = format!("scan_{base}");
+        }
+        let taken = |n: &str| self.ctx.table_exist(n).unwrap_or(false);
+        let name = (1..)
+            .map(|i| if i == 1 { base.clone() } else { format!("{base}_{i}") })
+            .find(|n| !taken(n))
+            .expect("a free name");
+        self.register_spec(&name, spec)?;
+        Ok(name)
+    }
+
     /// Registers `NAME=SPEC` (the CLI's `--table` syntax).
     pub fn register_table_arg(&self, arg: &str) -> Result<Arc<dyn Dataset>> {
         let (name, spec) = arg

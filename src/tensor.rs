@@ -4,7 +4,7 @@
 //! extension otherwise) and the metadata is written by hand as `{"shape":[..]}` (arrow-rs writes
 //! `"dim_names":null`, which pyarrow refuses).
 
-use crate::dataset::{DType, Geometry};
+use crate::dataset::{Axis, Calibration, DType, Geometry};
 use crate::geometry::Shape;
 use arrow::array::{Array, ArrayRef, FixedSizeListArray};
 use arrow::datatypes::{DataType, Field};
@@ -28,6 +28,11 @@ pub mod keys {
     pub const DTYPE: &str = "tessera.dtype";
     /// The dataset's table name.
     pub const DATASET: &str = "tessera.dataset";
+    /// JSON: the dataset's [`Calibration`](crate::dataset::Calibration), where the file has one.
+    pub const CALIBRATION: &str = "tessera.calibration";
+    /// JSON array on result tensors: per dimension, its calibrated [`Axis`](crate::dataset::Axis)
+    /// or `null`.
+    pub const AXES: &str = "tessera.axes";
 }
 
 /// The storage type of a tensor of `shape` with elements of `item`.
@@ -42,6 +47,27 @@ pub fn tensor_metadata(shape: &[usize]) -> HashMap<String, String> {
         (EXTENSION_NAME.to_string(), FIXED_SHAPE_TENSOR.to_string()),
         (EXTENSION_METADATA.to_string(), format!("{{\"shape\":[{}]}}", dims.join(","))),
     ])
+}
+
+/// A tensor field whose dimensions are named (`dim_names` in the extension metadata, which pyarrow
+/// shows) and, where known, calibrated (`tessera.axes`).
+pub fn named_tensor_field(
+    name: &str,
+    item: &DataType,
+    shape: &[usize],
+    names: &[String],
+    axes: &[Option<Axis>],
+) -> Field {
+    let mut md = tensor_metadata(shape);
+    if names.len() == shape.len() {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let quoted = serde_json::to_string(names).expect("json");
+        md.insert(EXTENSION_METADATA.into(), format!("{{\"shape\":[{}],\"dim_names\":{quoted}}}", dims.join(",")));
+    }
+    if axes.iter().any(Option::is_some) {
+        md.insert(keys::AXES.into(), serde_json::to_string(axes).expect("json"));
+    }
+    Field::new(name, tensor_type(item, shape), false).with_metadata(md)
 }
 
 /// A field holding one tensor of `shape` per row.
@@ -65,13 +91,21 @@ pub fn tensor_shape(field: &Field) -> Option<Vec<usize>> {
 }
 
 /// The field of a tile column of a dataset with `geometry`, carrying the geometry as metadata.
-pub fn tile_field(geometry: &Geometry, dataset: &str) -> Field {
+pub fn tile_field(geometry: &Geometry, dataset: &str, calibration: &Calibration) -> Field {
     let mut md = tensor_metadata(geometry.sig.dims());
+    if !calibration.is_empty() {
+        md.insert(keys::CALIBRATION.into(), calibration.to_json());
+    }
     md.insert(keys::NAV_SHAPE.into(), serde_json::to_string(geometry.nav.dims()).expect("json"));
     md.insert(keys::SIG_SHAPE.into(), serde_json::to_string(geometry.sig.dims()).expect("json"));
     md.insert(keys::DTYPE.into(), geometry.dtype.name().into());
     md.insert(keys::DATASET.into(), dataset.into());
     Field::new("tile", tensor_type(&geometry.dtype.arrow(), geometry.sig.dims()), false).with_metadata(md)
+}
+
+/// The calibration carried by a tile field (empty if none).
+pub fn tile_calibration(field: &Field) -> Calibration {
+    field.metadata().get(keys::CALIBRATION).and_then(|j| Calibration::from_json(j)).unwrap_or_default()
 }
 
 /// The dataset geometry and name carried by a tile field; `None` if the field is not a tile.

@@ -118,3 +118,42 @@ async fn corrupted_copies_of_real_files_give_clear_errors() {
     let err = c.sql("SELECT udf_sum(tile) FROM bad").await.unwrap().collect().await.unwrap_err().to_string();
     assert!(err.contains("frame 5 has no MIB header") && err.contains("frame5.mib"), "{err}");
 }
+
+#[tokio::test]
+async fn calibration_of_real_files_reaches_the_results() {
+    let Some(dir) = shared("realdata") else { return };
+    // (file, nav axis names, nav step, nav units, sig axis names)
+    let cases = [
+        ("files/emd_py4dstem/py4DSTEM_size2x3x4x5.h5", ["Rx", "Ry"], 0.126796875, "nm", ["Qx", "Qy"]),
+        ("files/app5/topspin_test_B.app5", ["y", "x"], 5.0, "nm", ["ky", "kx"]),
+    ];
+    for (file, nav_names, step, units, sig_names) in cases {
+        let c = ctx(2);
+        c.register_spec("scan", DatasetSpec::parse(dir.join(file).to_str().unwrap()).unwrap()).unwrap();
+        let b = c
+            .sql("SELECT udf_sum_sig(tile) AS ss, udf_sum(tile) AS s FROM scan")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let schema = b[0].schema();
+        let field = |col: &str| {
+            let arrow::datatypes::DataType::Struct(fields) = schema.field_with_name(col).unwrap().data_type().clone()
+            else {
+                panic!("{col} is not a struct")
+            };
+            fields.find("intensity").unwrap().1.clone()
+        };
+        let (ss, s) = (field("ss"), field("s"));
+        let ext = |f: &arrow::datatypes::Field| -> serde_json::Value {
+            serde_json::from_str(&f.metadata()["ARROW:extension:metadata"]).unwrap()
+        };
+        assert_eq!(ext(&ss)["dim_names"], serde_json::json!(nav_names), "{file}");
+        assert_eq!(ext(&s)["dim_names"], serde_json::json!(sig_names), "{file}");
+        let axes: serde_json::Value = serde_json::from_str(&ss.metadata()["tessera.axes"]).unwrap();
+        let got = axes[1]["scale"].as_f64().unwrap();
+        assert!((got - step).abs() < 1e-9 * step, "{file}: scan step {got}");
+        assert_eq!(axes[1]["units"], units, "{file}");
+    }
+}

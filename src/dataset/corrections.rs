@@ -132,6 +132,12 @@ impl Dataset for Corrected {
             }, _ => Err(Error::Unsupported(format!("corrections of {dtype} pixels"))))
         })
     }
+    fn frame_alignment(&self) -> usize {
+        self.inner.frame_alignment()
+    }
+    fn calibration(&self) -> crate::dataset::Calibration {
+        self.inner.calibration()
+    }
     fn describe(&self) -> Vec<(String, String)> {
         let mut d = self.inner.describe();
         d.push((

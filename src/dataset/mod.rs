@@ -4,12 +4,14 @@
 //! Arrow buffer in the dataset's native dtype — zero-copy from a memory map where the file is aligned
 //! and native-endian, read with `pread` into pooled buffers otherwise.
 
+mod calibration;
 mod corrections;
 mod dtype;
 pub mod formats;
 mod io;
 mod spec;
 
+pub use calibration::{Axis, Calibration};
 pub use corrections::Corrected;
 pub use dtype::{ByteOrder, DType, Pixel};
 pub use io::BufferPool;
@@ -56,6 +58,10 @@ pub trait Dataset: Send + Sync + Debug {
     /// multiples of it where it can, so that no unit is read or decoded twice.
     fn frame_alignment(&self) -> usize {
         1
+    }
+    /// The physical calibration the file records (scan step, pixel size, ...); empty by default.
+    fn calibration(&self) -> Calibration {
+        Calibration::default()
     }
     /// Name and value of what the file says about itself (for `tessera info`).
     fn describe(&self) -> Vec<(String, String)> {

@@ -41,7 +41,8 @@ impl TileTable {
         let g = dataset.geometry();
         let nav = nav_schema(&g.nav);
         let mut fields: Vec<_> = nav.fields().iter().cloned().collect();
-        fields.push(Arc::new(tile_field(g, name)));
+        let calibration = dataset.calibration().fit(g.nav.ndim(), g.sig.ndim());
+        fields.push(Arc::new(tile_field(g, name, &calibration)));
         TileTable {
             name: name.to_string(),
             schema: Arc::new(Schema::new(fields)),

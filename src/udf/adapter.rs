@@ -7,7 +7,7 @@
 use super::buffers::{BufferDecl, Kind, Views};
 use super::{Args, Meta, Method, Tile, Udf};
 use crate::dataset::{DType, Pixel};
-use crate::tensor::{one_tensor, tensor_field, tile_geometry};
+use crate::tensor::{named_tensor_field, one_tensor, tile_geometry};
 use crate::with_pixel_type;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt8Array};
 use arrow::compute::{cast, filter, is_not_null};
@@ -175,7 +175,8 @@ impl UdfAggregate {
                 first.data_type()
             );
         };
-        let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset };
+        let calibration = crate::tensor::tile_calibration(first);
+        let meta = Meta { nav: geometry.nav, sig: geometry.sig, input_dtype: geometry.dtype, dataset, calibration };
         let known = values.is_some();
         // before values are known, literals marked by the SQL planner carry theirs in the field
         let mut values = values.unwrap_or_else(|| {
@@ -290,16 +291,48 @@ fn result_shape(meta: &Meta, d: &BufferDecl) -> Vec<usize> {
     shape
 }
 
+/// Names and calibrated axes of a buffer's dimensions: the scan's (`nav_y`, `nav_x` or the file's
+/// names) for nav buffers, the detector's (`sig_y`, `sig_x`) for sig buffers, then `extra_0`, ...
+fn dim_names(meta: &Meta, kind: Kind, extra: usize) -> (Vec<String>, Vec<Option<crate::dataset::Axis>>) {
+    let (dims, axes, prefix) = match kind {
+        Kind::Nav => (meta.nav.ndim(), &meta.calibration.nav, "nav"),
+        Kind::Sig => (meta.sig.ndim(), &meta.calibration.sig, "sig"),
+        Kind::Single => (0, &meta.calibration.nav, ""),
+    };
+    let default = |i: usize| match (dims, i) {
+        (2, 0) => format!("{prefix}_y"),
+        (2, 1) => format!("{prefix}_x"),
+        (1, 0) => prefix.to_string(),
+        _ => format!("{prefix}_{i}"),
+    };
+    let mut names: Vec<String> = (0..dims)
+        .map(|i| axes.get(i).filter(|a| !a.name.is_empty()).map_or_else(|| default(i), |a| a.name.clone()))
+        .collect();
+    let mut cal: Vec<Option<crate::dataset::Axis>> = (0..dims).map(|i| axes.get(i).cloned()).collect();
+    names.extend((0..extra).map(|i| format!("extra_{i}")));
+    cal.extend((0..extra).map(|_| None));
+    if names.is_empty() {
+        // a single value is stored as shape [1]
+        names.push("value".into());
+        cal.push(None);
+    }
+    (names, cal)
+}
+
 /// The fields of the result struct: one tensor per non-private buffer, plus `valid` when there are
 /// nav buffers.
 fn result_fields(meta: &Meta, decls: &[BufferDecl]) -> Fields {
     let mut fields: Vec<Field> = decls
         .iter()
         .filter(|d| !d.private)
-        .map(|d| tensor_field(&d.name, &d.dtype.arrow(), &result_shape(meta, d), false))
+        .map(|d| {
+            let (names, axes) = dim_names(meta, d.kind, d.extra_shape.len());
+            named_tensor_field(&d.name, &d.dtype.arrow(), &result_shape(meta, d), &names, &axes)
+        })
         .collect();
     if decls.iter().any(|d| d.kind == Kind::Nav) {
-        fields.push(tensor_field(VALID, &DataType::UInt8, meta.nav.dims(), false));
+        let (names, axes) = dim_names(meta, Kind::Nav, 0);
+        fields.push(named_tensor_field(VALID, &DataType::UInt8, meta.nav.dims(), &names, &axes));
     }
     Fields::from(fields)
 }

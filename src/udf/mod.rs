@@ -135,6 +135,8 @@ pub struct Meta {
     pub input_dtype: DType,
     /// The dataset's table name.
     pub dataset: String,
+    /// The dataset's calibration (empty where the file has none).
+    pub calibration: crate::dataset::Calibration,
 }
 
 /// A stack of frames in the native pixel type, with their nav indices — whole frames, or, for a UDF

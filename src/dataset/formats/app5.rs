@@ -8,7 +8,7 @@
 
 use super::hdf5::{dtype_of, h5_error, open_file, read_into};
 use crate::dataset::io::decoded_dtype;
-use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
+use crate::dataset::{Axis, BufferPool, Calibration, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
 use arrow::buffer::Buffer;
@@ -25,7 +25,7 @@ pub struct App5Dataset {
     starts: Vec<usize>,
     sync_offset: i64,
     stored: DType,
-    step: Option<(f64, f64)>,
+    calibration: Calibration,
 }
 
 impl std::fmt::Debug for App5Dataset {
@@ -125,17 +125,41 @@ impl App5Dataset {
             v.dedup();
             v
         };
-        let (mut nav, mut step) = (Shape::new(vec![n]), None);
+        let (mut nav, mut calibration) = (Shape::new(vec![n]), Calibration::default());
         if let Some(p) = positions.iter().copied().collect::<Option<Vec<(f64, f64)>>>() {
             let xs = distinct(p.iter().map(|q| q.0).collect());
             let ys = distinct(p.iter().map(|q| q.1).collect());
             if xs.len() * ys.len() == n {
                 nav = Shape::new(vec![ys.len(), xs.len()]);
                 let d = |v: &[f64]| if v.len() > 1 { (v[v.len() - 1] - v[0]) / (v.len() - 1) as f64 } else { 0.0 };
-                step = Some((d(&ys), d(&xs)));
+                calibration.nav = vec![
+                    Axis { name: "y".into(), scale: d(&ys) * 1e9, offset: ys[0] * 1e9, units: "nm".into() },
+                    Axis { name: "x".into(), scale: d(&xs) * 1e9, offset: xs[0] * 1e9, units: "nm".into() },
+                ];
             }
         }
         let sig = Shape::new(frames[0].shape().iter().map(|&d| d as usize).collect::<Vec<_>>());
+        // detector calibration of frame 0: <Calibration><X|Y><Offset/><Scale/><Type><Text>Angle</Text>
+        if let Some(xml) = file.dataset(&format!("{name}/0/Metadata")).ok().and_then(|m| m.read_string().ok()) {
+            let axis = |tag: &str| -> Option<Axis> {
+                let at = xml.find("<Calibration")?;
+                let at = xml[at..].find(&format!("<{tag} "))? + at;
+                let offset: f64 = element(&xml, "Offset", at)?.0.parse().ok()?;
+                let scale: f64 = element(&xml, "Scale", at)?.0.parse().ok()?;
+                let kind = element(&xml, "Text", at).map(|t| t.0).unwrap_or_default();
+                // angles are in radians; shown in mrad as microscopists use
+                let (k, units) = if kind == "Angle" { (1e3, "mrad") } else { (1.0, "") };
+                Some(Axis {
+                    name: format!("k{}", tag.to_ascii_lowercase()),
+                    scale: scale * k,
+                    offset: offset * k,
+                    units: units.into(),
+                })
+            };
+            if let (Some(y), Some(x)) = (axis("Y"), axis("X")) {
+                calibration.sig = vec![y, x];
+            }
+        }
         let geometry = Geometry { nav, sig, dtype: decoded_dtype(stored) };
         let geometry = super::reinterpret_nav(spec, geometry, &path)?;
         Ok(App5Dataset {
@@ -147,7 +171,7 @@ impl App5Dataset {
             starts: (0..=n).collect(),
             sync_offset: int_option(spec, "sync_offset")?.unwrap_or(0),
             stored,
-            step,
+            calibration,
         })
     }
 }
@@ -165,11 +189,12 @@ impl Dataset for App5Dataset {
             read_into(&self.frames[fi], &SliceInfo::all(2), self.stored, self.geometry.dtype, dst, &self.path)
         })
     }
+    fn calibration(&self) -> Calibration {
+        self.calibration.clone()
+    }
     fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![("series".into(), self.series.clone()), ("stored dtype".into(), self.stored.to_string())];
-        if let Some((dy, dx)) = self.step {
-            out.push(("scan step (y, x)".into(), format!("{:.4} nm, {:.4} nm", dy * 1e9, dx * 1e9)));
-        }
+        out.extend(self.calibration.describe());
         out
     }
 }

@@ -8,7 +8,7 @@
 //! then the pixels, rows as stored (file order: TIA viewers flip them for display).
 
 use crate::dataset::io::decoded_dtype;
-use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry};
+use crate::dataset::{Axis, BufferPool, Calibration, DType, Dataset, DatasetSpec, Geometry};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
 use arrow::buffer::Buffer;
@@ -26,6 +26,7 @@ pub struct SerDataset {
     offsets: Vec<u64>,
     stored: DType,
     version: u16,
+    calibration: Calibration,
 }
 
 const ELEMENT_HEADER: u64 = 50;
@@ -115,16 +116,35 @@ impl SerDataset {
         }
         // nav: the dimension sizes (first dimension fastest), if they account for every element
         let mut dims = Vec::new();
+        let mut nav_axes = Vec::new();
         let mut at = dims_at as u64 + 4;
+        let f64_at = |b: &[u8], o: usize| f64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         for _ in 0..ndims {
+            // size, calibration offset, delta, element, description, units
             let d = read_at(&file, &path, at, 32)?;
             dims.push(u32_at(&d, 0) as usize);
             let desc = u32_at(&d, 24) as u64;
+            let name = String::from_utf8_lossy(&read_at(&file, &path, at + 28, desc as usize)?).trim().to_string();
             let units = u32_at(&read_at(&file, &path, at + 28 + desc, 4)?, 0) as u64;
+            let unit =
+                String::from_utf8_lossy(&read_at(&file, &path, at + 32 + desc, units as usize)?).trim().to_string();
+            nav_axes.push(Axis { name, scale: f64_at(&d, 12), offset: f64_at(&d, 4), units: unit });
             at += 28 + desc + 4 + units;
         }
         dims.reverse();
-        let mut nav = if dims.iter().product::<usize>() == valid { Shape::new(dims) } else { Shape::new(vec![valid]) };
+        nav_axes.reverse();
+        // the element's own calibration: x then y (TIA does not store its units; metres for images)
+        let mut calibration = Calibration { nav: nav_axes, ..Default::default() };
+        calibration.sig = vec![
+            Axis { name: "y".into(), scale: f64_at(&e, 28), offset: f64_at(&e, 20), units: String::new() },
+            Axis { name: "x".into(), scale: f64_at(&e, 8), offset: f64_at(&e, 0), units: String::new() },
+        ];
+        let mut nav = if dims.iter().product::<usize>() == valid {
+            Shape::new(dims)
+        } else {
+            calibration.nav.clear();
+            Shape::new(vec![valid])
+        };
         if let Some(n) = spec.get("nav") {
             let n = Shape::parse(n)?;
             if n.size() != valid {
@@ -134,7 +154,7 @@ impl SerDataset {
         }
         let geometry = Geometry { nav, sig: Shape::new(vec![hgt, w]), dtype: decoded_dtype(stored) };
         let offsets = offsets.iter().map(|o| o + ELEMENT_HEADER).collect();
-        Ok(SerDataset { spec: spec.clone(), geometry, path, file, offsets, stored, version })
+        Ok(SerDataset { spec: spec.clone(), geometry, path, file, offsets, stored, version, calibration })
     }
 }
 
@@ -175,7 +195,15 @@ impl Dataset for SerDataset {
             Ok(())
         })
     }
+    fn calibration(&self) -> Calibration {
+        self.calibration.clone()
+    }
     fn describe(&self) -> Vec<(String, String)> {
-        vec![("TIA version".into(), format!("0x{:x}", self.version)), ("stored dtype".into(), self.stored.to_string())]
+        let mut out = vec![
+            ("TIA version".into(), format!("0x{:x}", self.version)),
+            ("stored dtype".into(), self.stored.to_string()),
+        ];
+        out.extend(self.calibration.describe());
+        out
     }
 }

@@ -23,7 +23,7 @@ mod chunks;
 
 use crate::dataset::ByteOrder;
 use crate::dataset::io::{FrameFiles, IoMode, as_bytes, decoded_dtype, pixels_mut, widen};
-use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry, int_option};
+use crate::dataset::{Axis, BufferPool, Calibration, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
 use arrow::buffer::Buffer;
@@ -47,8 +47,8 @@ pub struct Hdf5Dataset {
     alignment: usize,
     /// A contiguous dataset is read directly (mmap zero-copy or pread), like a raw file.
     direct: Option<FrameFiles>,
-    /// Calibration (name, value) pairs found in the file.
-    calibration: Vec<(String, String)>,
+    /// Calibration found in the file.
+    calibration: Calibration,
 }
 
 /// One HDF5 dataset holding a run of frames: `nav dims × sig`.
@@ -289,23 +289,57 @@ fn find_datasets(file: &Hdf5File, path: &str) -> Result<Vec<String>> {
     }
 }
 
-/// Scan-direction calibration of an EMD 1.0 array: `dimN` datasets with `name` and `units` and
-/// the step between their first two values.
-fn emd_calibration(file: &Hdf5File, ds_path: &str) -> Vec<(String, String)> {
-    let Some(group) = ds_path.strip_suffix("/data") else { return Vec::new() };
-    let mut out = Vec::new();
-    for i in 0..8 {
-        let Ok(dim) = file.dataset(&format!("{group}/dim{i}")) else { break };
-        let attrs = dim.attributes();
-        let name = string_attr(&attrs, "name").unwrap_or_else(|| format!("dim{i}"));
-        let units = string_attr(&attrs, "units").unwrap_or_default();
-        let step = dim.read_array::<f64>().ok().and_then(|a| (a.len() >= 2).then(|| a[[1]] - a[[0]]));
-        match step {
-            Some(s) => out.push((format!("axis {i} ({name})"), format!("{s} {units}"))),
-            None => out.push((format!("axis {i} ({name})"), units)),
+/// Calibration of an EMD 1.0 array (`dimN` datasets beside `data`, with `name` and `units`
+/// attributes and the coordinates of the first pixels), split into scan and detector axes; or of a
+/// DECTRIS detector (`entry/instrument/detector`: pixel size, detector distance, beam centre).
+fn file_calibration(file: &Hdf5File, ds_path: &str, ndim: usize) -> Calibration {
+    let mut cal = Calibration::default();
+    if let Some(group) = ds_path.strip_suffix("/data") {
+        let mut axes = Vec::new();
+        for i in 0..ndim {
+            let Ok(dim) = file.dataset(&format!("{group}/dim{i}")) else { break };
+            let attrs = dim.attributes();
+            let name = string_attr(&attrs, "name").unwrap_or_default();
+            let units = string_attr(&attrs, "units").unwrap_or_default();
+            let v = dim.read_array::<f64>().ok().map(|a| a.iter().copied().collect::<Vec<f64>>()).unwrap_or_default();
+            let (offset, scale) = match v[..] {
+                [a, b, ..] => (a, b - a),
+                [a] => (a, 1.0),
+                [] => (0.0, 1.0),
+            };
+            axes.push(Axis { name, scale, offset, units });
+        }
+        if axes.len() == ndim && ndim >= 3 {
+            cal.sig = axes.split_off(ndim - 2);
+            cal.nav = axes;
         }
     }
-    out
+    let detector = "entry/instrument/detector";
+    let value = |name: &str| -> Option<(f64, String)> {
+        let d = file.dataset(&format!("{detector}/{name}")).ok()?;
+        let v = d.read_array::<f64>().ok()?.iter().next().copied()?;
+        Some((v, string_attr(&d.attributes(), "units").unwrap_or_default()))
+    };
+    if let (Some((py, uy)), Some((px, ux))) = (value("y_pixel_size"), value("x_pixel_size")) {
+        cal.sig = vec![Axis::new("y", py, &uy), Axis::new("x", px, &ux)];
+    }
+    for (key, label) in [
+        ("detector_distance", "detector distance"),
+        ("beam_center_x", "beam centre x"),
+        ("beam_center_y", "beam centre y"),
+        ("count_time", "count time"),
+    ] {
+        if let Some((v, u)) = value(key) {
+            cal.extra.push((label.into(), format!("{v} {u}").trim().to_string()));
+        }
+    }
+    if let Ok(d) = file.dataset("entry/instrument/beam/incident_wavelength")
+        && let Some(v) = d.read_array::<f64>().ok().and_then(|a| a.iter().next().copied())
+    {
+        let u = string_attr(&d.attributes(), "units").unwrap_or_default();
+        cal.extra.push(("incident wavelength".into(), format!("{v} {u}").trim().to_string()));
+    }
+    cal
 }
 
 impl Hdf5Dataset {
@@ -400,7 +434,8 @@ impl Hdf5Dataset {
             }
             _ => None,
         };
-        let calibration = if names.len() == 1 { emd_calibration(&file, &names[0]) } else { Vec::new() };
+        let ndim = parts[0].nav.len() + 2;
+        let calibration = file_calibration(&file, &names[0], ndim);
         Ok(Hdf5Dataset {
             spec: spec.clone(),
             geometry,
@@ -477,6 +512,9 @@ impl Dataset for Hdf5Dataset {
     fn frame_alignment(&self) -> usize {
         self.alignment
     }
+    fn calibration(&self) -> Calibration {
+        self.calibration.clone()
+    }
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         if let Some(direct) = &self.direct {
             return direct.read(runs, pool);
@@ -533,7 +571,7 @@ impl Dataset for Hdf5Dataset {
                 .into(),
             ),
         ];
-        out.extend(self.calibration.iter().cloned());
+        out.extend(self.calibration.describe());
         out
     }
 }
