@@ -87,24 +87,43 @@ async fn corrupted_copies_of_real_files_give_clear_errors() {
         let msg = tessera::dataset::open(&DatasetSpec::parse(p.to_str().unwrap()).unwrap()).unwrap_err().to_string();
         assert!(msg.contains(want) && msg.contains(name), "{name}: {msg}");
     }
-    for (src, ext) in [
-        ("files/blo/test2.blo", "blo"),
-        ("files/de_mrc/20241021_00405_movie.mrc", "mrc"),
-        ("files/ser/128x128x5-diffraction_preview_1.ser", "ser"),
-        ("files/emd_py4dstem/py4DSTEM_size2x3x4x5.h5", "h5"),
-        ("files/app5/topspin_test_B.app5", "app5"),
-    ] {
-        let bytes = std::fs::read(dir.join(src)).unwrap();
+    // every real file: cut short, emptied, its header overwritten — in a folder with its companions
+    // (.hdr, _info.txt, .emi); each gives an error naming the file, when opened or at the latest when read
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    for (i, (name, e)) in expected.as_object().unwrap().iter().enumerate() {
+        let src = dir.join(e["file"].as_str().unwrap());
+        let bytes = std::fs::read(&src).unwrap();
+        let fname = src.file_name().unwrap().to_str().unwrap().to_string();
         for (label, data) in [
             ("truncated", bytes[..bytes.len() - 7].to_vec()),
+            ("halved", bytes[..bytes.len() / 2 + 3].to_vec()),
             ("empty", Vec::new()),
-            ("corrupt", vec![7u8; bytes.len()]),
+            ("corrupt", [b"CORRUPT-HEADER!!".to_vec(), bytes[16..].to_vec()].concat()),
         ] {
-            let p = tmp.path().join(format!("{label}.{ext}"));
+            let folder = tmp.path().join(format!("{i}-{label}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            for companion in std::fs::read_dir(src.parent().unwrap()).unwrap() {
+                let c = companion.unwrap().path();
+                let ext = c.extension().and_then(|x| x.to_str()).unwrap_or_default();
+                if ["hdr", "txt", "emi"].contains(&ext) {
+                    std::fs::copy(&c, folder.join(c.file_name().unwrap())).unwrap();
+                }
+            }
+            let p = folder.join(&fname);
             std::fs::write(&p, data).unwrap();
-            let msg =
-                tessera::dataset::open(&DatasetSpec::parse(p.to_str().unwrap()).unwrap()).unwrap_err().to_string();
-            assert!(msg.contains(&format!("{label}.{ext}")), "{label}.{ext}: {msg}");
+            let msg = match tessera::dataset::open(&DatasetSpec::parse(p.to_str().unwrap()).unwrap()) {
+                Err(e) => e.to_string(),
+                Ok(_) => {
+                    let c = ctx(2);
+                    c.register_spec("bad", DatasetSpec::parse(p.to_str().unwrap()).unwrap()).unwrap();
+                    match c.sql("SELECT udf_sum(tile), udf_sum_sig(tile) FROM bad").await.unwrap().collect().await {
+                        Err(e) => e.to_string(),
+                        Ok(_) => panic!("{name}, {label}: read without an error"),
+                    }
+                }
+            };
+            assert!(msg.contains(&fname), "{name}, {label}: {msg}");
         }
     }
     // a later frame's header destroyed: the read fails and names the frame, no partial result

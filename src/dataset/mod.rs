@@ -143,6 +143,9 @@ fn detect(spec: &DatasetSpec) -> Result<String> {
     if n == 8 && &magic == b"\x89HDF\r\n\x1a\n" {
         return Ok(if lower.ends_with(".app5") { "app5" } else { "hdf5" }.into());
     }
+    if lower.ends_with(".app5") {
+        return Ok("app5".into());
+    }
     if [".h5", ".hdf5", ".hdf", ".emd", ".nxs"].iter().any(|e| lower.ends_with(e)) {
         return Ok("hdf5".into());
     }
