@@ -53,7 +53,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "io",
         formats: "raw, npy, mrc, hdf5, mib",
-        help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian; MIB decodes from a map)",
+        help: "auto | pread | mmap (auto: zero-copy mmap when aligned and native-endian, else pread)",
     },
 ];
 
