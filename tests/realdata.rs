@@ -45,6 +45,18 @@ async fn expected_values_of_real_files() {
             assert!((g - w).abs() <= tol(*w), "{name}: frame {i} sum {g} vs {w}");
         }
         assert_eq!(got.len(), want.len());
+        // sync_offset: +1 drops the first frame (a blank one at the end), -1 inserts a blank first frame
+        for (shift, expect) in [
+            (1i64, got[1..].iter().copied().chain([0.0]).collect::<Vec<f64>>()),
+            (-1, [0.0].into_iter().chain(got[..got.len() - 1].iter().copied()).collect()),
+        ] {
+            let c3 = ctx(2);
+            let spec = format!("{},sync_offset={shift}", dir.join(file).display());
+            c3.register_spec("s", DatasetSpec::parse(&spec).unwrap()).unwrap();
+            let b3 = c3.sql("SELECT udf_sum_sig(tile) FROM s").await.unwrap().collect().await.unwrap();
+            let shifted = Results::from_struct(b3[0].column(0).as_struct(), 0).unwrap().buffers["intensity"].to_f64();
+            assert_eq!(shifted.iter().copied().collect::<Vec<f64>>(), expect, "{name}: sync_offset={shift}");
+        }
         if file.ends_with(".mib") {
             // decoding from a memory map gives the same frames as reading them in place
             let c2 = ctx(3);

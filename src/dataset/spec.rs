@@ -30,7 +30,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "offset", formats: "raw", help: "bytes to skip at the start of the file" },
     Key {
         name: "sync_offset",
-        formats: "raw, npy, mib, mrc, hdf5, app5, empad",
+        formats: "raw, npy, mib, blo, mrc, ser, hdf5, app5, empad",
         help: "frames: positive skips frames, negative inserts blank frames",
     },
     Key {

@@ -5,7 +5,7 @@
 //! u32, u16 `DP_SZ`, u16 rotation, u16 `NX`, u16 `NY`, u16 scan rotation, f64 `SX`, f64 `SY` (scan step,
 //! nm), ... The scan is `(NY, NX)`.
 
-use crate::dataset::{BufferPool, DType, Dataset, DatasetSpec, Geometry};
+use crate::dataset::{Axis, BufferPool, Calibration, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
 use arrow::buffer::Buffer;
@@ -20,7 +20,10 @@ pub struct BloDataset {
     path: String,
     file: File,
     data_offset: u64,
-    step_nm: (f64, f64),
+    /// Frames in the file.
+    frames: usize,
+    sync_offset: i64,
+    calibration: Calibration,
 }
 
 const FRAME_HEADER: usize = 6;
@@ -54,16 +57,26 @@ impl BloDataset {
                 format!("truncated: {nx}x{ny} frames of {dp}x{dp} need {need} bytes, the file has {size}"),
             ));
         }
-        let mut nav = Shape::new(vec![ny, nx]);
-        if let Some(n) = spec.get("nav") {
-            let n = Shape::parse(n)?;
-            if n.size() != nav.size() {
-                return Err(Error::Shape(format!("{path}: nav={n} has {} frames, the file {}", n.size(), nav.size())));
-            }
-            nav = n;
+        let geometry = Geometry { nav: Shape::new(vec![ny, nx]), sig: Shape::new(vec![dp, dp]), dtype: DType::U8 };
+        let geometry = super::reinterpret_nav(spec, geometry, &path)?;
+        // header: SX, SY (scan step, nm) at 30 and 38, SDP (diffraction pixels per nm⁻¹) at 50
+        let (sx, sy, sdp) = (f64_at(30), f64_at(38), u16_at(50));
+        let mut calibration =
+            Calibration { nav: vec![Axis::new("y", sy, "nm"), Axis::new("x", sx, "nm")], ..Default::default() };
+        if sdp > 0 {
+            let k = 1.0 / sdp as f64;
+            calibration.sig = vec![Axis::new("ky", k, "1/nm"), Axis::new("kx", k, "1/nm")];
         }
-        let geometry = Geometry { nav, sig: Shape::new(vec![dp, dp]), dtype: DType::U8 };
-        Ok(BloDataset { spec: spec.clone(), geometry, path, file, data_offset, step_nm: (f64_at(30), f64_at(38)) })
+        Ok(BloDataset {
+            spec: spec.clone(),
+            geometry,
+            path,
+            file,
+            data_offset,
+            frames: nx * ny,
+            sync_offset: int_option(spec, "sync_offset")?.unwrap_or(0),
+            calibration,
+        })
     }
 }
 
@@ -77,29 +90,27 @@ impl Dataset for BloDataset {
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         let px = self.geometry.frame_bytes();
         let stride = FRAME_HEADER + px;
-        let n: usize = runs.iter().map(|r| r.1).sum();
-        pool.fill(n * px, |out| {
-            let mut scratch = Vec::new();
-            let mut pos = 0;
-            for &(start, count) in runs {
-                scratch.resize(count * stride, 0);
-                let at = self.data_offset + (start * stride) as u64;
-                self.file.read_exact_at(&mut scratch, at).map_err(|e| Error::io(&self.path, e))?;
-                for (j, raw) in scratch.chunks_exact(stride).enumerate() {
-                    if raw[..2] != [0xAA, 0x55] {
-                        return Err(Error::format(
-                            &self.path,
-                            format!("frame {} has no 0xAA55 frame header: corrupted file?", start + j),
-                        ));
-                    }
-                    out[(pos + j) * px..(pos + j + 1) * px].copy_from_slice(&raw[FRAME_HEADER..]);
+        let mut scratch = Vec::new();
+        pool.read_spans(runs, &[0, self.frames], self.sync_offset, px, |_, start, count, out| {
+            scratch.resize(count * stride, 0);
+            let at = self.data_offset + (start * stride) as u64;
+            self.file.read_exact_at(&mut scratch, at).map_err(|e| Error::io(&self.path, e))?;
+            for ((j, raw), dst) in scratch.chunks_exact(stride).enumerate().zip(out.chunks_exact_mut(px)) {
+                if raw[..2] != [0xAA, 0x55] {
+                    return Err(Error::format(
+                        &self.path,
+                        format!("frame {} has no 0xAA55 frame header: corrupted file?", start + j),
+                    ));
                 }
-                pos += count;
+                dst.copy_from_slice(&raw[FRAME_HEADER..]);
             }
             Ok(())
         })
     }
+    fn calibration(&self) -> Calibration {
+        self.calibration.clone()
+    }
     fn describe(&self) -> Vec<(String, String)> {
-        vec![("scan step".into(), format!("{} x {} nm", self.step_nm.0, self.step_nm.1))]
+        self.calibration.describe()
     }
 }

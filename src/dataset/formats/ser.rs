@@ -7,8 +7,8 @@
 //! for y, u16 data type (1 u8, 2 u16, 3 u32, 4 i8, 5 i16, 6 i32, 7 f32, 8 f64), u32 width, u32 height,
 //! then the pixels, rows as stored (file order: TIA viewers flip them for display).
 
-use crate::dataset::io::decoded_dtype;
-use crate::dataset::{Axis, BufferPool, Calibration, DType, Dataset, DatasetSpec, Geometry};
+use crate::dataset::io::{decode_pixels, decoded_dtype};
+use crate::dataset::{Axis, BufferPool, ByteOrder, Calibration, DType, Dataset, DatasetSpec, Geometry, int_option};
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
 use arrow::buffer::Buffer;
@@ -27,6 +27,7 @@ pub struct SerDataset {
     stored: DType,
     version: u16,
     calibration: Calibration,
+    sync_offset: i64,
 }
 
 const ELEMENT_HEADER: u64 = 50;
@@ -139,22 +140,20 @@ impl SerDataset {
             Axis { name: "y".into(), scale: f64_at(&e, 28), offset: f64_at(&e, 20), units: String::new() },
             Axis { name: "x".into(), scale: f64_at(&e, 8), offset: f64_at(&e, 0), units: String::new() },
         ];
-        let mut nav = if dims.iter().product::<usize>() == valid {
+        let nav = if dims.iter().product::<usize>() == valid {
             Shape::new(dims)
         } else {
             calibration.nav.clear();
             Shape::new(vec![valid])
         };
-        if let Some(n) = spec.get("nav") {
-            let n = Shape::parse(n)?;
-            if n.size() != valid {
-                return Err(Error::Shape(format!("{path}: nav={n} has {} frames, the file {valid}", n.size())));
-            }
-            nav = n;
+        if spec.get("nav").is_some() {
+            calibration.nav.clear();
         }
         let geometry = Geometry { nav, sig: Shape::new(vec![hgt, w]), dtype: decoded_dtype(stored) };
+        let geometry = super::reinterpret_nav(spec, geometry, &path)?;
         let offsets = offsets.iter().map(|o| o + ELEMENT_HEADER).collect();
-        Ok(SerDataset { spec: spec.clone(), geometry, path, file, offsets, stored, version, calibration })
+        let sync_offset = int_option(spec, "sync_offset")?.unwrap_or(0);
+        Ok(SerDataset { spec: spec.clone(), geometry, path, file, offsets, stored, version, calibration, sync_offset })
     }
 }
 
@@ -168,29 +167,12 @@ impl Dataset for SerDataset {
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         let px = self.geometry.sig.size();
         let (sb, db) = (self.stored.size(), self.geometry.dtype.size());
-        let n: usize = runs.iter().map(|r| r.1).sum();
-        pool.fill(n * px * db, |out| {
-            let mut raw = vec![0u8; px * sb];
-            let mut pos = 0;
-            for &(start, count) in runs {
-                for f in start..start + count {
-                    self.file.read_exact_at(&mut raw, self.offsets[f]).map_err(|e| Error::io(&self.path, e))?;
-                    let dst = &mut out[pos * px * db..(pos + 1) * px * db];
-                    if self.stored == DType::I8 {
-                        for (d, s) in dst.chunks_exact_mut(2).zip(&raw) {
-                            d.copy_from_slice(&(*s as i8 as i16).to_ne_bytes());
-                        }
-                    } else {
-                        // little-endian on disk; x86 and ARM are little-endian too
-                        dst.copy_from_slice(&raw);
-                        if cfg!(target_endian = "big") {
-                            for c in dst.chunks_exact_mut(sb) {
-                                c.reverse();
-                            }
-                        }
-                    }
-                    pos += 1;
-                }
+        let mut raw = vec![0u8; px * sb];
+        let starts = [0, self.offsets.len()];
+        pool.read_spans(runs, &starts, self.sync_offset, px * db, |_, first, count, out| {
+            for (f, dst) in (first..first + count).zip(out.chunks_exact_mut(px * db)) {
+                self.file.read_exact_at(&mut raw, self.offsets[f]).map_err(|e| Error::io(&self.path, e))?;
+                decode_pixels(&raw, self.stored, ByteOrder::Little, dst, self.geometry.dtype)?;
             }
             Ok(())
         })
