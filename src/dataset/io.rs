@@ -181,10 +181,7 @@ impl FrameFiles {
         let frame_len = geometry.sig.size();
         let frame_bytes = (frame_len * stored.size()) as u64;
         let decoded = geometry.dtype;
-        let zero_copy_ok = order == ByteOrder::NATIVE
-            && stored == decoded
-            && offset.is_multiple_of(stored.size() as u64)
-            && sync_offset == 0;
+        let zero_copy_ok = zero_copy(order, stored, decoded, offset, sync_offset);
         if io == IoMode::Mmap && !zero_copy_ok {
             return Err(Error::Spec(format!(
                 "{}: io=mmap needs native byte order, no dtype conversion, an offset aligned to the pixel size \
@@ -335,10 +332,7 @@ impl FrameFiles {
                 format!("truncated: the frames end at byte {end}, the file has {size} bytes"),
             ));
         }
-        let zero_copy_ok = order == ByteOrder::NATIVE
-            && stored == geometry.dtype
-            && offset.is_multiple_of(stored.size() as u64)
-            && sync_offset == 0;
+        let zero_copy_ok = zero_copy(order, stored, geometry.dtype, offset, sync_offset);
         if io == IoMode::Mmap && !zero_copy_ok {
             return Err(Error::Spec(format!("{path}: io=mmap needs native byte order and no sync_offset")));
         }
@@ -448,6 +442,12 @@ pub(crate) fn pixels_mut<T: super::Pixel>(bytes: &mut [u8]) -> &mut [T] {
     // SAFETY: alignment and length were checked just above; every bit pattern is a valid pixel
     // value (integers and floats), and the returned slice borrows `bytes` mutably.
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
+}
+
+/// Whether frames at `offset` can be handed out straight from a memory map: native byte order, no
+/// conversion, aligned pixels, no frame shift.
+fn zero_copy(order: ByteOrder, stored: DType, decoded: DType, offset: u64, sync_offset: i64) -> bool {
+    order == ByteOrder::NATIVE && stored == decoded && offset.is_multiple_of(stored.size() as u64) && sync_offset == 0
 }
 
 /// Decodes stored pixels (`stored`, in byte order `order`) into native `decoded` pixels.
