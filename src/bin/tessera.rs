@@ -34,6 +34,9 @@ enum Command {
         /// Also write every result buffer into this folder: .npy files, and PNG images of 2-D buffers.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Print the query's wall time (planning and execution, not process start) to stderr.
+        #[arg(long)]
+        timing: bool,
         /// The query.
         query: String,
     },
@@ -68,6 +71,7 @@ async fn sql(
     tables: &[String],
     partitions: Option<usize>,
     out: Option<&Path>,
+    timing: bool,
     query: &str,
     exec: &Handle,
 ) -> tessera::Result<()> {
@@ -75,7 +79,11 @@ async fn sql(
     for t in tables {
         ctx.register_table_arg(t)?;
     }
+    let started = std::time::Instant::now();
     let batches = run_with_progress(&ctx, query, exec).await?;
+    if timing {
+        eprintln!("query_seconds {:.6}", started.elapsed().as_secs_f64());
+    }
     print!("{}", summarize(&batches));
     if let Some(dir) = out {
         for f in write_results(&batches, dir, FileFormats { npy: true, png: true })? {
@@ -222,10 +230,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Sql { tables, partitions, out, query } => {
+        Command::Sql { tables, partitions, out, timing, query } => {
             match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(exec) => {
-                    let r = rt.block_on(sql(tables, *partitions, out.as_deref(), query, exec.handle()));
+                    let r = rt.block_on(sql(tables, *partitions, out.as_deref(), *timing, query, exec.handle()));
                     exec.shutdown_background();
                     r
                 }

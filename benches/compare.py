@@ -1,0 +1,160 @@
+"""Tessera against LiberTEM 0.16 on the same files, in the same run (issue 5's table).
+
+Runs inside the LiberTEM venv that benches/compare.sh makes, with the peer folder (a writable copy of
+../shared/peer: make_data.py, peer_common.py, bench_membw) on sys.path. For every dataset and case,
+REPS interleaved repetitions of: Tessera (`tessera sql --timing`, release build, the SQL a user would
+write; the query's wall time, planning included, process start excluded as LiberTEM's context start
+is) and LiberTEM (`ctx.run_udf` with each executor; the best executor's median is reported). The
+file-read limit is the faster of bench_membw's 2-thread pread and 2-thread mmap+sum of the same file,
+measured in the same run. GB/s = bytes of the frames read / wall time (1 GB = 1e9 B).
+
+usage: compare.py PEER_DIR TESSERA DATASET... [--reps N] [--executors threads,dask,inline1]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def tessera_case_sql(name, nav, sig, dtype, path):
+    """The SQL of each case, with the geometry of peer_common (masks, CoM disk, ROI, pick)."""
+    import peer_common as pc
+
+    ny, nx = nav
+    spec = f"s={path},format=raw,nav={ny}x{nx},sig={sig[0]}x{sig[1]},dtype={dtype}"
+    r1 = pc.ring1_params(sig)
+    ring1 = f"'ring({r1['cy']}, {r1['cx']}, {r1['r_inner']}, {r1['r_outer']})'"
+    rings16 = ", ".join(f"'ring({p['cy']}, {p['cx']}, {p['r_inner']}, {p['r_outer']})'" for p in pc.rings16_params(sig))
+    cp = pc.com_params(sig)
+    com = f"udf_com(tile, cy => {cp['cy']}, cx => {cp['cx']}, r => {cp['r']})"
+    py, px = pc.pick_position(nav)
+    q = pc.geometry_spec(nav, sig)["roi_quarter"]
+    quarter = (f"nav_y >= {q['rows'][0]} AND nav_y < {q['rows'][1]} "
+               f"AND nav_x >= {q['cols'][0]} AND nav_x < {q['cols'][1]}")
+    cases = {
+        "sum": "SELECT udf_sum(tile) FROM s",
+        "sumsig": "SELECT udf_sum_sig(tile) FROM s",
+        "stddev": "SELECT udf_stddev(tile) FROM s",
+        "masks1": f"SELECT udf_apply_masks(tile, masks({ring1})) FROM s",
+        "masks16": f"SELECT udf_apply_masks(tile, masks({rings16})) FROM s",
+        "com": f"SELECT {com} FROM s",
+        "logsum": "SELECT udf_logsum(tile) FROM s",
+        "pick": f"SELECT tile FROM s WHERE nav_y = {py} AND nav_x = {px}",
+        "sum_roi": f"SELECT udf_sum(tile) FROM s WHERE {quarter}",
+        "sumsig_roi": f"SELECT udf_sum_sig(tile) FROM s WHERE {quarter}",
+        "fused6": (f"SELECT udf_sum(tile), udf_sum_sig(tile), udf_stddev(tile), udf_apply_masks(tile, masks({ring1})), "
+                   f"udf_apply_masks(tile, masks({rings16})), {com} FROM s"),
+    }
+    return spec, cases
+
+
+def run_tessera(tessera, spec, query):
+    """(query seconds, peak RSS MiB) of one `tessera sql` process."""
+    cmd = ["/usr/bin/time", "-f", "%M", tessera, "sql", "--partitions", "2", "--timing", "-t", spec, query]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"tessera failed: {p.stderr[-2000:]}")
+    lines = p.stderr.strip().splitlines()
+    secs = next(float(l.split()[1]) for l in lines if l.startswith("query_seconds"))
+    rss_kib = int(lines[-1])
+    return secs, rss_kib / 1024
+
+
+def limits(membw, path, dtype):
+    out = subprocess.run([membw, "--mem-mib", "64", "--reps", "5", "--file", path, "--dtype",
+                          "u16" if dtype == "uint16" else "f32"], check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    base = os.path.basename(path)
+    pread = r[f"file_pread_16M_t2[{base}]"]["GBps_median"]
+    mmap = r[f"file_mmap_sum_{'u16' if dtype == 'uint16' else 'f32'}_t2[{base}]"]["GBps_median"]
+    return max(pread, mmap), pread, mmap
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("peer")
+    ap.add_argument("tessera")
+    ap.add_argument("datasets", nargs="+")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--executors", default="threads,dask,inline1")
+    ap.add_argument("--membw", default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    sys.path.insert(0, args.peer)
+    import numpy as np
+    import peer_common as pc
+    from bench_libertem import fused_case
+
+    rows = []
+    for name in args.datasets:
+        meta = pc.load_meta(name, os.path.join(args.peer, "data"))
+        nav, sig, dtype, path = tuple(meta["nav_shape"]), tuple(meta["sig_shape"]), meta["dtype"], meta["path"]
+        frame_bytes = int(np.prod(sig)) * np.dtype(dtype).itemsize
+        pc.warm_page_cache(path)
+        limit, pread, mmap = limits(args.membw, path, dtype)
+        spec, sql = tessera_case_sql(name, nav, sig, dtype, path)
+        lt_cases = {c: (f, roi) for c, f, roi in pc.make_udf_cases(nav, sig)}
+        _, fused_factory, _ = fused_case(nav, sig)
+        lt_cases["fused6"] = (fused_factory, None)
+        contexts = {}
+        for ex in args.executors.split(","):
+            ctx, _ = pc.make_context(ex)
+            contexts[ex] = (ctx, pc.load_dataset(ctx, meta))
+        times = {c: {"tessera": [], "rss": [], **{ex: [] for ex in contexts}} for c in sql}
+        for case in sql:  # warm-up, untimed (LiberTEM's numba JIT, Tessera's first process)
+            run_tessera(args.tessera, spec, sql[case])
+            factory, roi = lt_cases[case]
+            for ctx, ds in contexts.values():
+                ctx.run_udf(dataset=ds, udf=factory(), roi=roi)
+        for rep in range(args.reps):
+            for case in sql:
+                secs, rss = run_tessera(args.tessera, spec, sql[case])
+                times[case]["tessera"].append(secs)
+                times[case]["rss"].append(rss)
+                factory, roi = lt_cases[case]
+                for ex, (ctx, ds) in contexts.items():
+                    udf = factory()
+                    t = time.perf_counter()
+                    ctx.run_udf(dataset=ds, udf=udf, roi=roi)
+                    times[case][ex].append(time.perf_counter() - t)
+        for ctx, _ in contexts.values():
+            ctx.close()
+        for case in sql:
+            frames = int(np.prod(nav))
+            if case == "pick":
+                frames = 1
+            elif case.endswith("_roi"):
+                frames = int(pc.roi_quarter(nav).sum())
+            nbytes = frames * frame_bytes
+            t_med = statistics.median(times[case]["tessera"])
+            best_ex = min(contexts, key=lambda ex: statistics.median(times[case][ex]))
+            l_med = statistics.median(times[case][best_ex])
+            rows.append({
+                "dataset": name, "case": case, "bytes": nbytes, "tessera_s": t_med, "libertem_s": l_med,
+                "libertem_executor": best_ex, "tessera_GBps": nbytes / t_med / 1e9,
+                "libertem_GBps": nbytes / l_med / 1e9, "ratio": l_med / t_med,
+                "limit_GBps": limit, "pread_GBps": pread, "mmap_GBps": mmap,
+                "fraction_of_limit": nbytes / t_med / 1e9 / limit, "tessera_peak_rss_MiB": max(times[case]["rss"]),
+            })
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    print(f"medians of {args.reps} interleaved repetitions; GB/s of frames read; limit = max(2-thread pread, "
+          "2-thread mmap+sum) of the same file, this run\n")
+    print("| dataset | case | Tessera GB/s | LiberTEM GB/s (executor) | ratio | Tessera / limit | Tessera peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        lat = r["case"] == "pick"
+        tg = f"{r['tessera_s'] * 1e3:.1f} ms" if lat else f"{r['tessera_GBps']:.2f}"
+        lg = f"{r['libertem_s'] * 1e3:.1f} ms" if lat else f"{r['libertem_GBps']:.2f}"
+        frac = "" if lat else "%.0f %% of %.1f" % (r["fraction_of_limit"] * 100, r["limit_GBps"])
+        print(f"| {r['dataset']} | {r['case']} | {tg} | {lg} ({r['libertem_executor']}) | {r['ratio']:.2f}× "
+              f"| {frac} | {r['tessera_peak_rss_MiB']:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
