@@ -232,7 +232,8 @@ fn inside(pts: &[(f64, f64)], y: f64, x: f64) -> bool {
     inside
 }
 
-/// A stack of masks over the frame, dense, plus a sparse form for masks with few non-zero pixels.
+/// A stack of masks over the frame, dense, plus a sparse form for masks with few non-zero pixels and
+/// a run form for binary masks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskStack {
     /// Number of masks.
@@ -243,6 +244,9 @@ pub struct MaskStack {
     pub dense: Vec<f32>,
     /// Per mask, its non-zero pixels and weights (filled when the stack is sparse enough).
     pub sparse: Option<Vec<Vec<(u32, f32)>>>,
+    /// Per mask, its runs `(first pixel, length)` of consecutive pixels, when every weight is 0 or 1
+    /// (rings, disks, rectangles, polygons): a mask then costs a contiguous sum per run.
+    pub runs: Option<Vec<Vec<(u32, u32)>>>,
 }
 
 impl MaskStack {
@@ -269,7 +273,23 @@ impl MaskStack {
                 .map(|m| m.iter().enumerate().filter(|(_, w)| **w != 0.0).map(|(p, w)| (p as u32, *w)).collect())
                 .collect()
         });
-        MaskStack { n, sig_size, dense, sparse }
+        let binary = dense.iter().all(|&w| w == 0.0 || w == 1.0);
+        let runs = binary.then(|| {
+            dense
+                .chunks_exact(sig_size.max(1))
+                .map(|m| {
+                    let mut runs: Vec<(u32, u32)> = Vec::new();
+                    for (p, _) in m.iter().enumerate().filter(|(_, w)| **w == 1.0) {
+                        match runs.last_mut() {
+                            Some((s, l)) if *s + *l == p as u32 => *l += 1,
+                            _ => runs.push((p as u32, 1)),
+                        }
+                    }
+                    runs
+                })
+                .collect()
+        });
+        MaskStack { n, sig_size, dense, sparse, runs }
     }
 }
 

@@ -39,8 +39,9 @@ pub struct CenterOfMass {
     pub flip_y: bool,
     /// -1: none, 0: subtract the mean, 1: subtract a linear fit.
     pub regression: i64,
-    /// The mask's pixels: (flat index, y, x), set by `configure`.
-    pixels: Option<Arc<Vec<(u32, f64, f64)>>>,
+    /// The mask's pixels as runs along rows: (first flat index, length, y, first x), set by
+    /// `configure`.
+    pixels: Option<Arc<Vec<(u32, u32, f64, f64)>>>,
 }
 
 impl Default for CenterOfMass {
@@ -219,14 +220,18 @@ impl Udf for CenterOfMass {
         let (cy, cx) = c.centre(meta);
         let (r2, ri2) = (c.r * c.r, c.ri * c.ri);
         let sx = meta.sig.dims()[1];
-        let pixels: Vec<(u32, f64, f64)> = (0..meta.sig.size())
-            .filter_map(|p| {
-                let (y, x) = ((p / sx) as f64, (p % sx) as f64);
-                let d2 = (y - cy).powi(2) + (x - cx).powi(2);
-                (d2 <= r2 && !(c.ri > 0.0 && d2 <= ri2)).then_some((p as u32, y, x))
-            })
-            .collect();
-        c.pixels = Some(Arc::new(pixels));
+        let mut runs: Vec<(u32, u32, f64, f64)> = Vec::new();
+        for p in 0..meta.sig.size() {
+            let (y, x) = ((p / sx) as f64, (p % sx) as f64);
+            let d2 = (y - cy).powi(2) + (x - cx).powi(2);
+            if d2 <= r2 && !(c.ri > 0.0 && d2 <= ri2) {
+                match runs.last_mut() {
+                    Some((p0, len, ry, _)) if *p0 + *len == p as u32 && *ry == y => *len += 1,
+                    _ => runs.push((p as u32, 1, y, x)),
+                }
+            }
+        }
+        c.pixels = Some(Arc::new(runs));
         Ok(c)
     }
     fn buffers(&self, meta: &Meta) -> crate::Result<Buffers> {
@@ -245,11 +250,12 @@ impl Udf for CenterOfMass {
         let out = out.nav("raw_mask_result");
         for (frame, res) in tile.frames().zip(out.chunks_exact_mut(3)) {
             let (mut s, mut sy, mut sx) = (0.0, 0.0, 0.0);
-            for &(p, y, x) in pixels {
-                let v = frame[p as usize].to_f64();
-                s += v;
-                sy += v * y;
-                sx += v * x;
+            for &(p, len, y, x0) in pixels {
+                // Σv and Σ j·v over the run: Σ v·x = x0·Σv + Σ j·v, and y is the run's row
+                let (rs, rm) = sum_and_moment(&frame[p as usize..(p + len) as usize]);
+                s += rs;
+                sy += rs * y;
+                sx += rs * x0 + rm;
             }
             res[0] += s;
             res[1] += sy;
@@ -314,4 +320,27 @@ impl Udf for CenterOfMass {
         bufs.single("regression").copy_from_slice(&regression.concat());
         Ok(())
     }
+}
+
+/// `(Σ v_j, Σ j · v_j)` over a slice, in 8 independent lanes (vectorises).
+fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
+    let (mut s, mut m) = ([0f64; 8], [0f64; 8]);
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    let mut base = 0f64;
+    for c in chunks {
+        for k in 0..8 {
+            let v = c[k].to_f64();
+            s[k] += v;
+            m[k] += v * (base + k as f64);
+        }
+        base += 8.0;
+    }
+    let (mut s, mut m): (f64, f64) = (s.iter().sum(), m.iter().sum());
+    for (k, &v) in rest.iter().enumerate() {
+        let v = v.to_f64();
+        s += v;
+        m += v * (base + k as f64);
+    }
+    (s, m)
 }

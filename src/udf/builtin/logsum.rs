@@ -34,9 +34,25 @@ impl Udf for LogSum {
     fn process_frame<T: Pixel>(&mut self, frame: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
         let px = frame.data();
         let min = px.iter().map(|v| v.to_f64()).fold(f64::INFINITY, f64::min);
-        for (o, &x) in out.sig("logsum").iter_mut().zip(px) {
-            *o += (x.to_f64() - min + 1.0).ln();
+        let out = out.sig("logsum");
+        if matches!(T::DTYPE, DType::U8 | DType::U16) {
+            // 8- and 16-bit counts: x - min + 1 is an integer in 1..=65536, its log a table lookup
+            let table = ln_table();
+            let min = min as usize;
+            for (o, &x) in out.iter_mut().zip(px) {
+                *o += table[x.to_f64() as usize - min + 1];
+            }
+        } else {
+            for (o, &x) in out.iter_mut().zip(px) {
+                *o += (x.to_f64() - min + 1.0).ln();
+            }
         }
         Ok(())
     }
+}
+
+/// `ln(k)` for `k` in `0..=65536` (512 KiB, made once).
+fn ln_table() -> &'static [f64] {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..=65536u32).map(|k| (k as f64).ln()).collect())
 }

@@ -4,7 +4,7 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views};
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, sum_f64};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -82,6 +82,12 @@ impl Udf for ApplyMasks {
             return apply_shifted(stack, tile, &shifts, out);
         }
         for (frame, res) in tile.frames().zip(out.chunks_exact_mut(n)) {
+            if let Some(runs) = &stack.runs {
+                for (r, mask) in res.iter_mut().zip(runs) {
+                    *r += mask.iter().map(|&(p, l)| sum_f64(&frame[p as usize..(p + l) as usize])).sum::<f64>();
+                }
+                continue;
+            }
             match &stack.sparse {
                 Some(sparse) => {
                     for (r, mask) in res.iter_mut().zip(sparse) {

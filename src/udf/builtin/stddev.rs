@@ -75,12 +75,29 @@ impl Udf for StdDev {
         sum.resize(size, 0.0);
         var.clear();
         var.resize(size, 0.0);
-        tile.sum_frames_into(sum);
         let inv = 1.0 / n as f64;
-        for frame in tile.frames() {
-            for ((v, &s), &x) in var.iter_mut().zip(sum.iter()).zip(frame) {
-                let d = x.to_f64() - s * inv;
-                *v += d * d;
+        if matches!(T::DTYPE, DType::U8 | DType::U16 | DType::I16) {
+            // small integers: Σx and Σx² are exact in f64 for a batch, so one pass gives the batch's
+            // sum of squared deviations Σx² − (Σx)²/n without the cancellation floats would suffer
+            for frame in tile.frames() {
+                for ((s, v), &x) in sum.iter_mut().zip(var.iter_mut()).zip(frame) {
+                    let x = x.to_f64();
+                    *s += x;
+                    *v += x * x;
+                }
+            }
+            for (v, &s) in var.iter_mut().zip(sum.iter()) {
+                // n·Σx² − (Σx)² in integers (both sums are exact integers), so constant pixels give 0
+                let (q, s) = (*v as i128, s as i128);
+                *v = (n as i128 * q - s * s) as f64 * inv;
+            }
+        } else {
+            tile.sum_frames_into(sum);
+            for frame in tile.frames() {
+                for ((v, &s), &x) in var.iter_mut().zip(sum.iter()).zip(frame) {
+                    let d = x.to_f64() - s * inv;
+                    *v += d * d;
+                }
             }
         }
         let mut na = out.single("num_frames")[0];
