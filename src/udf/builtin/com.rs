@@ -41,7 +41,7 @@ pub struct CenterOfMass {
     pub regression: i64,
     /// The mask's pixels as runs along rows: (first flat index, length, y, first x), set by
     /// `configure`.
-    pixels: Option<Arc<Vec<(u32, u32, f64, f64)>>>,
+    pixels: Option<Arc<Vec<Run>>>,
 }
 
 impl Default for CenterOfMass {
@@ -220,7 +220,7 @@ impl Udf for CenterOfMass {
         let (cy, cx) = c.centre(meta);
         let (r2, ri2) = (c.r * c.r, c.ri * c.ri);
         let sx = meta.sig.dims()[1];
-        let mut runs: Vec<(u32, u32, f64, f64)> = Vec::new();
+        let mut runs: Vec<Run> = Vec::new();
         for p in 0..meta.sig.size() {
             let (y, x) = ((p / sx) as f64, (p % sx) as f64);
             let d2 = (y - cy).powi(2) + (x - cx).powi(2);
@@ -321,6 +321,9 @@ impl Udf for CenterOfMass {
         Ok(())
     }
 }
+
+/// A run of mask pixels along a row: (first flat index, length, y, first x).
+type Run = (u32, u32, f64, f64);
 
 /// `(Σ v_j, Σ j · v_j)` over a slice, in 8 independent lanes (vectorises).
 fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
