@@ -242,9 +242,29 @@ impl<'a, T: Pixel> Tile<'a, T> {
     }
     /// Adds every frame into `out` (sig-sized), accumulating in f64.
     pub fn sum_frames_into(&self, out: &mut [f64]) {
-        for frame in self.frames() {
-            for (o, &x) in out.iter_mut().zip(frame) {
-                *o += x.to_f64();
+        // block by block of pixels, so that the block's sums stay in L1 while every frame of the
+        // stack passes: memory traffic is the frames alone, not a frame-sized accumulator per frame
+        const BLOCK: usize = 512;
+        let frames: Vec<&[T]> = self.frames().collect();
+        if frames.len() <= 65536 {
+            // 8- and 16-bit counts add up exactly in u32 lanes (vectorised widening adds)
+            if let Some(f16) = frames.iter().map(|f| same_type::<T, u16>(f)).collect::<Option<Vec<&[u16]>>>() {
+                return sum_blocks_u32(&f16, out);
+            }
+            if let Some(f8) = frames.iter().map(|f| same_type::<T, u8>(f)).collect::<Option<Vec<&[u8]>>>() {
+                return sum_blocks_u32(&f8, out);
+            }
+        }
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let mut acc = [0f64; BLOCK];
+            let acc = &mut acc[..out.len()];
+            for frame in &frames {
+                for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
+                    *a += x.to_f64();
+                }
+            }
+            for (o, a) in out.iter_mut().zip(acc.iter()) {
+                *o += a;
             }
         }
     }
@@ -256,9 +276,62 @@ impl<'a, T: Pixel> Tile<'a, T> {
     }
 }
 
+/// Adds the frames of 8- or 16-bit pixels (at most 65536 of them, so that u32 cannot overflow)
+/// into `out`, block by block.
+fn sum_blocks_u32<T: Copy + Into<u32>>(frames: &[&[T]], out: &mut [f64]) {
+    const BLOCK: usize = 1024;
+    for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+        let mut acc = [0u32; BLOCK];
+        let acc = &mut acc[..out.len()];
+        for frame in frames {
+            for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
+                *a += x.into();
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(acc.iter()) {
+            *o += a as f64;
+        }
+    }
+}
+
+/// `xs` as a slice of `U` when `T` is `U` (the same pixel type): lets generic kernels take a typed
+/// fast path.
+pub(crate) fn same_type<T: Pixel, U: Pixel>(xs: &[T]) -> Option<&[U]> {
+    // SAFETY: Pixel is implemented for ten primitive types with distinct DTYPEs, so equal DTYPEs
+    // mean T and U are the same type: same size, alignment and valid bit patterns.
+    (T::DTYPE == U::DTYPE).then(|| unsafe { std::slice::from_raw_parts(xs.as_ptr() as *const U, xs.len()) })
+}
+
 /// Sum of a slice in f64 with 8 independent lanes (vectorizes; as accurate as a pairwise sum for
-/// frame-sized inputs).
+/// frame-sized inputs). 8- and 16-bit integers add exactly in u32 lanes.
 pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
+    if let Some(v) = same_type::<T, u16>(xs) {
+        return sum_int(v);
+    }
+    if let Some(v) = same_type::<T, u8>(xs) {
+        return sum_int(v);
+    }
+    sum_lanes(xs)
+}
+
+/// Exact sum of small unsigned integers: u32 lanes over chunks of 65536 (no overflow), then u64.
+fn sum_int<T: Copy + Into<u32>>(xs: &[T]) -> f64 {
+    let mut total = 0u64;
+    for chunk in xs.chunks(65536) {
+        let mut lanes = [0u32; 16];
+        let c = chunk.chunks_exact(16);
+        let rest = c.remainder();
+        for c in c {
+            for k in 0..16 {
+                lanes[k] += c[k].into();
+            }
+        }
+        total += lanes.iter().map(|&l| l as u64).sum::<u64>() + rest.iter().map(|&x| x.into() as u64).sum::<u64>();
+    }
+    total as f64
+}
+
+fn sum_lanes<T: Pixel>(xs: &[T]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = xs.chunks_exact(8);
     let rest = chunks.remainder();

@@ -81,10 +81,27 @@ impl Udf for ApplyMasks {
         if let Some(shifts) = tile.aux_f64("shifts")? {
             return apply_shifted(stack, tile, &shifts, out);
         }
+        // many short runs (narrow rings): one running sum of the frame makes each run two lookups
+        let prefix_sums =
+            stack.runs.as_ref().is_some_and(|r| r.iter().map(Vec::len).sum::<usize>() * 16 > stack.sig_size);
+        let mut prefix = Vec::new();
         for (frame, res) in tile.frames().zip(out.chunks_exact_mut(n)) {
             if let Some(runs) = &stack.runs {
-                for (r, mask) in res.iter_mut().zip(runs) {
-                    *r += mask.iter().map(|&(p, l)| sum_f64(&frame[p as usize..(p + l) as usize])).sum::<f64>();
+                if prefix_sums {
+                    prefix.clear();
+                    prefix.push(0.0);
+                    let mut acc = 0f64;
+                    prefix.extend(frame.iter().map(|&v| {
+                        acc += v.to_f64();
+                        acc
+                    }));
+                    for (r, mask) in res.iter_mut().zip(runs) {
+                        *r += mask.iter().map(|&(p, l)| prefix[(p + l) as usize] - prefix[p as usize]).sum::<f64>();
+                    }
+                } else {
+                    for (r, mask) in res.iter_mut().zip(runs) {
+                        *r += mask.iter().map(|&(p, l)| sum_f64(&frame[p as usize..(p + l) as usize])).sum::<f64>();
+                    }
                 }
                 continue;
             }
