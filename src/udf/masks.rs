@@ -247,6 +247,9 @@ pub struct MaskStack {
     /// Per mask, its runs `(first pixel, length)` of consecutive pixels, when every weight is 0 or 1
     /// (rings, disks, rectangles, polygons): a mask then costs a contiguous sum per run.
     pub runs: Option<Vec<Vec<(u32, u32)>>>,
+    /// The runs of all masks in frame order `(first pixel, length, mask)`: one sequential pass over
+    /// the frame serves every mask.
+    pub ordered_runs: Vec<(u32, u32, u32)>,
 }
 
 impl MaskStack {
@@ -289,7 +292,14 @@ impl MaskStack {
                 })
                 .collect()
         });
-        MaskStack { n, sig_size, dense, sparse, runs }
+        let mut ordered_runs: Vec<(u32, u32, u32)> = runs
+            .iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(m, r): (usize, &Vec<(u32, u32)>)| r.iter().map(move |&(p, l)| (p, l, m as u32)))
+            .collect();
+        ordered_runs.sort_unstable();
+        MaskStack { n, sig_size, dense, sparse, runs, ordered_runs }
     }
 }
 

@@ -296,7 +296,7 @@ fn sum_blocks_u32<T: Copy + Into<u32>>(frames: &[&[T]], out: &mut [f64]) {
 
 /// `xs` as a slice of `U` when `T` is `U` (the same pixel type): lets generic kernels take a typed
 /// fast path.
-pub(crate) fn same_type<T: Pixel, U: Pixel>(xs: &[T]) -> Option<&[U]> {
+pub fn same_type<T: Pixel, U: Pixel>(xs: &[T]) -> Option<&[U]> {
     // SAFETY: Pixel is implemented for ten primitive types with distinct DTYPEs, so equal DTYPEs
     // mean T and U are the same type: same size, alignment and valid bit patterns.
     (T::DTYPE == U::DTYPE).then(|| unsafe { std::slice::from_raw_parts(xs.as_ptr() as *const U, xs.len()) })

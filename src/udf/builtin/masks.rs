@@ -4,7 +4,7 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, sum_f64};
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, same_type, sum_f64};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -81,26 +81,30 @@ impl Udf for ApplyMasks {
         if let Some(shifts) = tile.aux_f64("shifts")? {
             return apply_shifted(stack, tile, &shifts, out);
         }
-        // many short runs (narrow rings): one running sum of the frame makes each run two lookups
-        let prefix_sums =
-            stack.runs.as_ref().is_some_and(|r| r.iter().map(Vec::len).sum::<usize>() * 16 > stack.sig_size);
-        let mut prefix = Vec::new();
+        // binary masks: their runs in frame order, one sequential pass over each frame for all masks;
+        // for 16-bit counts and many short runs (narrow rings), an integer running sum of the frame
+        // makes each run two lookups (exact: a frame of u16 sums below 2^32 up to 65536 pixels)
+        let prefix_sums = stack.ordered_runs.len() * 16 > stack.sig_size && stack.sig_size <= 65536;
+        let mut prefix: Vec<u32> = Vec::new();
         for (frame, res) in tile.frames().zip(out.chunks_exact_mut(n)) {
-            if let Some(runs) = &stack.runs {
-                if prefix_sums {
-                    prefix.clear();
-                    prefix.push(0.0);
-                    let mut acc = 0f64;
-                    prefix.extend(frame.iter().map(|&v| {
-                        acc += v.to_f64();
-                        acc
-                    }));
-                    for (r, mask) in res.iter_mut().zip(runs) {
-                        *r += mask.iter().map(|&(p, l)| prefix[(p + l) as usize] - prefix[p as usize]).sum::<f64>();
+            if stack.runs.is_some() {
+                match same_type::<T, u16>(frame) {
+                    Some(frame) if prefix_sums => {
+                        prefix.clear();
+                        prefix.push(0);
+                        let mut acc = 0u32;
+                        prefix.extend(frame.iter().map(|&v| {
+                            acc += v as u32;
+                            acc
+                        }));
+                        for &(p, l, m) in &stack.ordered_runs {
+                            res[m as usize] += (prefix[(p + l) as usize] - prefix[p as usize]) as f64;
+                        }
                     }
-                } else {
-                    for (r, mask) in res.iter_mut().zip(runs) {
-                        *r += mask.iter().map(|&(p, l)| sum_f64(&frame[p as usize..(p + l) as usize])).sum::<f64>();
+                    _ => {
+                        for &(p, l, m) in &stack.ordered_runs {
+                            res[m as usize] += sum_f64(&frame[p as usize..(p + l) as usize]);
+                        }
                     }
                 }
                 continue;
