@@ -149,6 +149,32 @@ impl FrameFile {
     }
 }
 
+/// A range of a memory map lent to Arrow as a zero-copy buffer. When Arrow drops it, the whole pages
+/// of the range leave the process's resident set (they stay in the page cache), so that the RSS of a
+/// scan does not grow with the file it maps (512 MiB file: 568 → 61 MiB peak). The price, measured:
+/// ~20 % on the fastest scans (sum of a u16 file), from the TLB flushes of `madvise`.
+struct MappedRange {
+    map: Arc<Mmap>,
+    begin: usize,
+    len: usize,
+}
+
+impl Drop for MappedRange {
+    fn drop(&mut self) {
+        // 64 KiB: a multiple of every page size Linux uses, so the range is page aligned anywhere
+        const ALIGN: usize = 64 << 10;
+        let start = self.begin.div_ceil(ALIGN) * ALIGN;
+        let end = (self.begin + self.len) / ALIGN * ALIGN;
+        if end > start {
+            // SAFETY: a read-only shared mapping of a file: MADV_DONTNEED only unmaps the pages from
+            // this process; a later read (by another buffer viewing the same pages) faults the file's
+            // unchanged contents back in, so no reference ever sees different bytes. Failure only
+            // means the pages stay resident.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+}
+
 /// Frames stored back to back in one file or a series of files (raw, npy), each after the same byte
 /// offset: the shared reader of those formats. Dataset frame `i` is frame `i + sync_offset` of the
 /// concatenated files; frames outside them read as blank (zeros).
@@ -274,11 +300,13 @@ impl FrameFiles {
                 let len = count * frame_bytes;
                 let bytes = &m[begin..begin + len];
                 let ptr = NonNull::new(bytes.as_ptr() as *mut u8).expect("mapped memory is never null");
+                let owner = Arc::new(MappedRange { map: m.clone(), begin, len });
                 // SAFETY: the range lies inside the mapping (checked against the file size at open);
-                // the Arc<Mmap> owner keeps the mapping alive as long as the Buffer exists. The
-                // pointer is aligned to the pixel size because the mapping is page aligned and the
-                // offset and frame size are multiples of the pixel size (checked at open).
-                return Ok(unsafe { Buffer::from_custom_allocation(ptr, len, m.clone()) });
+                // the owner (holding the Arc<Mmap>) keeps the mapping alive as long as the Buffer
+                // exists. The pointer is aligned to the pixel size because the mapping is page
+                // aligned and the offset and frame size are multiples of the pixel size (checked at
+                // open).
+                return Ok(unsafe { Buffer::from_custom_allocation(ptr, len, owner) });
             }
         }
         let out_frame = self.frame_len * self.decoded.size();
