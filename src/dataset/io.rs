@@ -208,14 +208,7 @@ impl FrameFiles {
         let frame_len = geometry.sig.size();
         let frame_bytes = (frame_len * stored.size()) as u64;
         let decoded = geometry.dtype;
-        let zero_copy_ok = zero_copy(order, stored, decoded, offset, sync_offset);
-        if io == IoMode::Mmap && !zero_copy_ok {
-            return Err(Error::Spec(format!(
-                "{}: io=mmap needs native byte order, no dtype conversion, an offset aligned to the pixel size \
-                 and no sync_offset",
-                paths.first().map_or("", |p| p.as_str())
-            )));
-        }
+        let map = use_map(io, order, stored, decoded, offset, sync_offset, paths.first().map_or("", |p| p.as_str()))?;
         let mut files = Vec::with_capacity(paths.len());
         let mut starts = vec![0];
         for path in paths {
@@ -249,7 +242,7 @@ impl FrameFiles {
             }
             let frames = ((size - offset) / frame_bytes) as usize;
             starts.push(starts.last().expect("starts has one entry per file plus one") + frames);
-            files.push(FrameFile::new(path, file, size, offset, frames, zero_copy_ok && io != IoMode::Pread)?);
+            files.push(FrameFile::new(path, file, size, offset, frames, map)?);
         }
         let total = *starts.last().expect("starts is never empty");
         if sync_offset == 0 && total != geometry.n_frames() {
@@ -361,11 +354,8 @@ impl FrameFiles {
                 format!("truncated: the frames end at byte {end}, the file has {size} bytes"),
             ));
         }
-        let zero_copy_ok = zero_copy(order, stored, geometry.dtype, offset, sync_offset);
-        if io == IoMode::Mmap && !zero_copy_ok {
-            return Err(Error::Spec(format!("{path}: io=mmap needs native byte order and no sync_offset")));
-        }
-        let f = FrameFile::new(path, file, size, offset, frames, zero_copy_ok && io != IoMode::Pread)?;
+        let map = use_map(io, order, stored, geometry.dtype, offset, sync_offset, path)?;
+        let f = FrameFile::new(path, file, size, offset, frames, map)?;
         Ok(FrameFiles {
             files: vec![f],
             starts: vec![0, frames],
@@ -473,10 +463,29 @@ pub(crate) fn pixels_mut<T: super::Pixel>(bytes: &mut [u8]) -> &mut [T] {
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, bytes.len() / size) }
 }
 
-/// Whether frames at `offset` can be handed out straight from a memory map: native byte order, no
-/// conversion, aligned pixels, no frame shift.
-fn zero_copy(order: ByteOrder, stored: DType, decoded: DType, offset: u64, sync_offset: i64) -> bool {
-    order == ByteOrder::NATIVE && stored == decoded && offset.is_multiple_of(stored.size() as u64) && sync_offset == 0
+/// Whether to hand frames at `offset` out straight from a memory map: possible with native byte
+/// order, no conversion, aligned pixels and no frame shift; chosen unless `io=pread`; `io=mmap` where
+/// it is impossible is an error naming `path`.
+fn use_map(
+    io: IoMode,
+    order: ByteOrder,
+    stored: DType,
+    decoded: DType,
+    offset: u64,
+    sync_offset: i64,
+    path: &str,
+) -> Result<bool> {
+    let possible = order == ByteOrder::NATIVE
+        && stored == decoded
+        && offset.is_multiple_of(stored.size() as u64)
+        && sync_offset == 0;
+    if io == IoMode::Mmap && !possible {
+        return Err(Error::Spec(format!(
+            "{path}: io=mmap needs native byte order, no dtype conversion, an offset aligned to the pixel size \
+             and no sync_offset"
+        )));
+    }
+    Ok(possible && io != IoMode::Pread)
 }
 
 /// Decodes stored pixels (`stored`, in byte order `order`) into native `decoded` pixels.

@@ -34,19 +34,11 @@ impl std::fmt::Debug for App5Dataset {
     }
 }
 
-/// `<name>...</name>` inner text of the first element `name` after `from` in `xml`.
-fn element<'a>(xml: &'a str, name: &str, from: usize) -> Option<(&'a str, usize)> {
-    let open = xml[from..].find(&format!("<{name}"))? + from;
-    let start = xml[open..].find('>')? + open + 1;
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some((xml[start..end].trim(), end))
-}
-
 /// The requested beam position (X, Y) of a frame's metadata.
 fn beam_position(xml: &str) -> Option<(f64, f64)> {
     let at = xml.find("RequestedBeamPosition")?;
-    let (x, after) = element(xml, "X", at)?;
-    let (y, _) = element(xml, "Y", after)?;
+    let (x, after) = super::xml_element(xml, "X", at)?;
+    let (y, _) = super::xml_element(xml, "Y", after)?;
     Some((x.parse().ok()?, y.parse().ok()?))
 }
 
@@ -144,9 +136,9 @@ impl App5Dataset {
             let axis = |tag: &str| -> Option<Axis> {
                 let at = xml.find("<Calibration")?;
                 let at = xml[at..].find(&format!("<{tag} "))? + at;
-                let offset: f64 = element(&xml, "Offset", at)?.0.parse().ok()?;
-                let scale: f64 = element(&xml, "Scale", at)?.0.parse().ok()?;
-                let kind = element(&xml, "Text", at).map(|t| t.0).unwrap_or_default();
+                let offset: f64 = super::xml_element(&xml, "Offset", at)?.0.parse().ok()?;
+                let scale: f64 = super::xml_element(&xml, "Scale", at)?.0.parse().ok()?;
+                let kind = super::xml_element(&xml, "Text", at).map(|t| t.0).unwrap_or_default();
                 // angles are in radians; shown in mrad as microscopists use
                 let (k, units) = if kind == "Angle" { (1e3, "mrad") } else { (1.0, "") };
                 Some(Axis {

@@ -32,19 +32,11 @@ pub struct EmpadDataset {
     sync_offset: i64,
 }
 
-/// The text of the first `<name ...>text</name>` at or after `from`.
-fn text<'a>(xml: &'a str, name: &str, from: usize) -> Option<&'a str> {
-    let open = xml[from..].find(&format!("<{name}"))? + from;
-    let start = xml[open..].find('>')? + open + 1;
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(xml[start..end].trim())
-}
-
 /// The scan shape of a `<scan_parameters mode="...">` block.
 fn scan_shape(xml: &str, mode: &str) -> Option<Shape> {
     let at = xml.find(&format!("<scan_parameters mode=\"{mode}\""))?;
-    let x = text(xml, "scan_resolution_x", at)?.parse().ok()?;
-    let y = text(xml, "scan_resolution_y", at)?.parse().ok()?;
+    let x = super::xml_element(xml, "scan_resolution_x", at)?.0.parse().ok()?;
+    let y = super::xml_element(xml, "scan_resolution_y", at)?.0.parse().ok()?;
     Some(Shape::new(vec![y, x]))
 }
 
@@ -60,10 +52,10 @@ fn read_xml(path: &str) -> Result<(String, Vec<Shape>)> {
     // the name may carry the acquisition machine's directory: the .raw lies next to the .xml
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let raw = Path::new(path).with_file_name(base).to_string_lossy().into_owned();
-    let shapes = match text(&xml, "type", 0) {
+    let shapes = match super::xml_element(&xml, "type", 0).map(|t| t.0) {
         None | Some("scan") => ["acquire", "search"].iter().filter_map(|m| scan_shape(&xml, m)).collect(),
         Some("series") => {
-            let n = text(&xml, "count", 0).and_then(|c| c.parse().ok());
+            let n = super::xml_element(&xml, "count", 0).and_then(|t| t.0.parse().ok());
             n.map(|n: usize| vec![Shape::new(vec![n])]).unwrap_or_default()
         }
         Some(other) => return Err(Error::Unsupported(format!("{path}: EMPAD acquisition type '{other}'"))),

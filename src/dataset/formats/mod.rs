@@ -33,3 +33,13 @@ pub(crate) fn reinterpret_nav(spec: &DatasetSpec, mut geometry: Geometry, path: 
     }
     Ok(geometry)
 }
+
+/// The trimmed inner text of the first element `<name ...>text</name>` at or after byte `from` of
+/// `xml`, and where it ends (the acquisition XML of TopSpin and EMPAD files: flat enough that a
+/// search serves, no XML library needed).
+pub(crate) fn xml_element<'a>(xml: &'a str, name: &str, from: usize) -> Option<(&'a str, usize)> {
+    let open = xml.get(from..)?.find(&format!("<{name}"))? + from;
+    let start = xml[open..].find('>')? + open + 1;
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some((xml[start..end].trim(), end))
+}

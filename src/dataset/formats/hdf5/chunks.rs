@@ -12,7 +12,7 @@ use crate::dataset::io::decode_pixels;
 use crate::dataset::{ByteOrder, DType};
 use crate::error::{Error, Result};
 use hdf5_reader::chunk_index::ChunkEntry;
-use hdf5_reader::messages::HdfMessage;
+use hdf5_reader::messages::filter_pipeline::FilterDescription;
 use hdf5_reader::messages::layout::{ChunkIndexing, DataLayout};
 use hdf5_reader::{FilterRegistry, Hdf5File};
 use std::fs::File;
@@ -36,7 +36,7 @@ pub(crate) struct FrameChunks {
     last: usize,
     chunks_per_row: usize,
     chunks: Vec<Option<Chunk>>,
-    filters: Vec<hdf5_reader::messages::filter_pipeline::FilterDescription>,
+    filters: Vec<FilterDescription>,
     registry: Arc<FilterRegistry>,
     stored: DType,
     order: ByteOrder,
@@ -60,6 +60,8 @@ impl FrameChunks {
         file: &Hdf5File,
         ds: &hdf5_reader::Dataset,
         path: &str,
+        layout: DataLayout,
+        filters: Vec<FilterDescription>,
         registry: Arc<FilterRegistry>,
         stored: DType,
         order: ByteOrder,
@@ -68,18 +70,7 @@ impl FrameChunks {
         let h5 = |e: hdf5_reader::error::Error| super::h5_error(path, e);
         let shape = ds.shape().to_vec();
         let ndim = shape.len();
-        let header = file.get_or_parse_header(ds.address()).map_err(h5)?;
-        let mut layout = None;
-        let mut filters = Vec::new();
-        for m in &header.messages {
-            match m {
-                HdfMessage::DataLayout(l) => layout = Some(l.layout.clone()),
-                HdfMessage::FilterPipeline(p) => filters = p.filters.clone(),
-                HdfMessage::ExternalFiles(_) => return Ok(None),
-                _ => {}
-            }
-        }
-        let Some(DataLayout::Chunked { address, chunk_indexing, .. }) = layout else { return Ok(None) };
+        let DataLayout::Chunked { address, chunk_indexing, .. } = layout else { return Ok(None) };
         // the chunk shape as the dataset reads it (the layout message may add the element size)
         let Some(dims) = ds.chunks() else { return Ok(None) };
         let fill_is_zero = ds.fill_value().and_then(|f| f.value.as_ref()).is_none_or(|v| v.iter().all(|&b| b == 0));

@@ -27,6 +27,8 @@ use crate::dataset::{Axis, BufferPool, Calibration, DType, Dataset, DatasetSpec,
 use crate::error::{Error, Result};
 use crate::geometry::Shape;
 use arrow::buffer::Buffer;
+use hdf5_reader::messages::filter_pipeline::FilterDescription;
+use hdf5_reader::messages::layout::DataLayout;
 use hdf5_reader::{FilterRegistry, Hdf5File, OpenOptions, SliceInfo, SliceInfoElem};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -390,19 +392,15 @@ impl Hdf5Dataset {
             }
             let nav: Vec<usize> = shape[..shape.len() - 2].iter().map(|&d| d as usize).collect();
             starts.push(starts.last().expect("non-empty") + nav.iter().product::<usize>());
-            let chunks = if header_is_own(&part_file, &ds) {
-                let order = byte_order(&ds);
-                chunks::FrameChunks::new(
-                    &part_file,
-                    &ds,
-                    &part_path,
-                    registry.clone(),
-                    dtype,
-                    order,
-                    decoded_dtype(dtype),
-                )?
-            } else {
-                None
+            let chunks = match raw_layout(&part_file, &ds) {
+                Some((layout, filters)) => {
+                    let (order, decoded) = (byte_order(&ds), decoded_dtype(dtype));
+                    let registry = registry.clone();
+                    chunks::FrameChunks::new(
+                        &part_file, &ds, &part_path, layout, filters, registry, dtype, order, decoded,
+                    )?
+                }
+                None => None,
             };
             parts.push(Part { ds, nav, chunks });
         }
@@ -456,26 +454,36 @@ impl Hdf5Dataset {
     }
 }
 
-/// Where a contiguous dataset's pixels start in the file, and their byte order; `None` when the
-/// dataset is chunked, compact, external or not yet written.
-fn contiguous(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> Option<(u64, ByteOrder)> {
+/// The storage layout and filter pipeline of `ds` as its object header in `file` states them;
+/// `None` when that header is not `ds`'s own (a dataset behind a link into another file) or the
+/// pixels lie in external raw files.
+fn raw_layout(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> Option<(DataLayout, Vec<FilterDescription>)> {
     use hdf5_reader::messages::HdfMessage;
-    use hdf5_reader::messages::layout::DataLayout;
     if !header_is_own(file, ds) {
         return None;
     }
     let header = file.get_or_parse_header(ds.address()).ok()?;
-    if header.messages.iter().any(|m| matches!(m, HdfMessage::ExternalFiles(_))) {
-        return None;
+    let (mut layout, mut filters) = (None, Vec::new());
+    for m in &header.messages {
+        match m {
+            HdfMessage::DataLayout(l) => layout = Some(l.layout.clone()),
+            HdfMessage::FilterPipeline(p) => filters = p.filters.clone(),
+            HdfMessage::ExternalFiles(_) => return None,
+            _ => {}
+        }
     }
-    let address = header.messages.iter().find_map(|m| match m {
-        HdfMessage::DataLayout(l) => match l.layout {
-            DataLayout::Contiguous { address, .. } if address != u64::MAX => Some(address),
-            _ => None,
-        },
+    Some((layout?, filters))
+}
+
+/// Where a contiguous dataset's pixels start in the file, and their byte order; `None` when the
+/// dataset is chunked, compact, external or not yet written.
+fn contiguous(file: &Hdf5File, ds: &hdf5_reader::Dataset) -> Option<(u64, ByteOrder)> {
+    match raw_layout(file, ds)?.0 {
+        DataLayout::Contiguous { address, .. } if address != u64::MAX => {
+            Some((file.superblock().base_address + address, byte_order(ds)))
+        }
         _ => None,
-    })?;
-    Some((file.superblock().base_address + address, byte_order(ds)))
+    }
 }
 
 /// The byte order of a dataset's numbers.
