@@ -197,7 +197,7 @@ async fn stddev_logsum_masks_pick_match_libertem() {
                     );
                 }
 
-                let api = c.run_udf("scan", StdDev::default(), roi).await.unwrap();
+                let api = c.run_udf("scan", StdDev, roi).await.unwrap();
                 check_any(&format!("api stddev {tag}"), api.buffer("std").unwrap(), &reference("stddev", "std"), 1e-5);
                 let api = c.run_udf("scan", LogSum, roi).await.unwrap();
                 check_any(

@@ -309,8 +309,8 @@ async fn live_partial_results_grow_to_the_full_result() {
     assert_eq!(seen, roi.count());
     let last = items.last().unwrap().as_ref().unwrap();
     assert_eq!(last.valid, full.valid);
-    let std_full = c.run_udf("scan", StdDev::default(), None).await.unwrap();
-    let live: Vec<_> = c.run_udf_live("scan", StdDev::default(), None).await.unwrap().collect().await;
+    let std_full = c.run_udf("scan", StdDev, None).await.unwrap();
+    let live: Vec<_> = c.run_udf_live("scan", StdDev, None).await.unwrap().collect().await;
     let last = live.last().unwrap().as_ref().unwrap();
     let (a, b) = (last.buffers["std"].to_f64(), std_full.buffers["std"].to_f64());
     assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() <= 1e-9 * y.abs().max(1.0)));

@@ -200,6 +200,21 @@ impl<'a> Views<'a> {
     pub fn single(&mut self, name: &str) -> &mut [f64] {
         self.slice(name, Kind::Single)
     }
+    /// Several buffers at once, by name (any kind), e.g. to update a sum and a variance together:
+    /// `let [sum, var] = views.many(["sum", "varsum"]);`. Panics if a name repeats.
+    pub fn many<const N: usize>(&mut self, names: [&str; N]) -> [&mut [f64]; N] {
+        let idx = names.map(|name| {
+            self.decls.iter().position(|d| d.name == name).unwrap_or_else(|| panic!("unknown buffer '{name}'"))
+        });
+        let slots = self.data.get_disjoint_mut(idx).unwrap_or_else(|_| panic!("buffers {names:?} repeat a name"));
+        let mut i = 0;
+        slots.map(|slot| {
+            let name = names[i];
+            i += 1;
+            slot.as_deref_mut()
+                .unwrap_or_else(|| panic!("buffer '{name}' is not available at this point of the lifecycle"))
+        })
+    }
     /// Any buffer as an n-d view: `(frames, extra..)`, `(sig.., extra..)` or `(extra..)`.
     pub fn view_mut(&mut self, name: &str) -> ArrayViewMutD<'_, f64> {
         let i = self.decls.iter().position(|d| d.name == name).unwrap_or_else(|| panic!("unknown buffer '{name}'"));

@@ -25,6 +25,7 @@ pub mod masks;
 pub mod named_args;
 mod results;
 mod rewrite;
+pub(crate) mod simd;
 
 pub use adapter::{UdfAggregate, aggregate};
 pub use buffers::{BufferDecl, Buffers, Kind, Views};
@@ -242,9 +243,6 @@ impl<'a, T: Pixel> Tile<'a, T> {
     }
     /// Adds every frame into `out` (sig-sized), accumulating in f64.
     pub fn sum_frames_into(&self, out: &mut [f64]) {
-        // block by block of pixels, so that the block's sums stay in L1 while every frame of the
-        // stack passes: memory traffic is the frames alone, not a frame-sized accumulator per frame
-        const BLOCK: usize = 512;
         let frames: Vec<&[T]> = self.frames().collect();
         if frames.len() <= 65536 {
             // 8- and 16-bit counts add up exactly in u32 lanes (vectorised widening adds)
@@ -255,18 +253,7 @@ impl<'a, T: Pixel> Tile<'a, T> {
                 return sum_blocks_u32(&f8, out);
             }
         }
-        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-            let mut acc = [0f64; BLOCK];
-            let acc = &mut acc[..out.len()];
-            for frame in &frames {
-                for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
-                    *a += x.to_f64();
-                }
-            }
-            for (o, a) in out.iter_mut().zip(acc.iter()) {
-                *o += a;
-            }
-        }
+        sum_blocks_f64(&frames, out)
     }
     /// Writes the sum of each frame into `out` (one value per frame).
     pub fn sum_each_frame_into(&self, out: &mut [f64]) {
@@ -276,35 +263,72 @@ impl<'a, T: Pixel> Tile<'a, T> {
     }
 }
 
-/// Adds the frames of 8- or 16-bit pixels (at most 65536 of them, so that u32 cannot overflow)
-/// into `out`, block by block.
-fn sum_blocks_u32<T: Copy + Into<u32>>(frames: &[&[T]], out: &mut [f64]) {
-    const BLOCK: usize = 1024;
-    for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-        let mut acc = [0u32; BLOCK];
-        let acc = &mut acc[..out.len()];
-        for frame in frames {
-            for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
-                *a += x.into();
+simd::multiversion! {
+    /// Adds the frames into `out` block by block of pixels, so that the block's sums stay in L1 while
+    /// every frame of the stack passes: memory traffic is the frames alone, not a frame-sized
+    /// accumulator per frame.
+    fn sum_blocks_f64<T: Pixel>(frames: &[&[T]], out: &mut [f64]) {
+        const BLOCK: usize = 512;
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let mut acc = [0f64; BLOCK];
+            let acc = &mut acc[..out.len()];
+            for frame in frames {
+                for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
+                    *a += x.to_f64();
+                }
+            }
+            for (o, a) in out.iter_mut().zip(acc.iter()) {
+                *o += a;
             }
         }
-        for (o, &a) in out.iter_mut().zip(acc.iter()) {
-            *o += a as f64;
+    }
+}
+
+/// 8- and 16-bit unsigned pixels: they widen to u32 without loss.
+pub(crate) trait SmallUint: Pixel + Into<u32> {}
+impl SmallUint for u8 {}
+impl SmallUint for u16 {}
+
+simd::multiversion! {
+    /// Adds the frames of 8- or 16-bit pixels (at most 65536 of them, so that u32 cannot overflow)
+    /// into `out`, block by block.
+    fn sum_blocks_u32<T: SmallUint>(frames: &[&[T]], out: &mut [f64]) {
+        const BLOCK: usize = 1024;
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let mut acc = [0u32; BLOCK];
+            let acc = &mut acc[..out.len()];
+            for frame in frames {
+                for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
+                    *a += x.into();
+                }
+            }
+            for (o, &a) in out.iter_mut().zip(acc.iter()) {
+                *o += a as f64;
+            }
         }
     }
 }
 
 /// `xs` as a slice of `U` when `T` is `U` (the same pixel type): lets generic kernels take a typed
 /// fast path.
+#[inline(always)]
 pub fn same_type<T: Pixel, U: Pixel>(xs: &[T]) -> Option<&[U]> {
     // SAFETY: Pixel is implemented for ten primitive types with distinct DTYPEs, so equal DTYPEs
     // mean T and U are the same type: same size, alignment and valid bit patterns.
     (T::DTYPE == U::DTYPE).then(|| unsafe { std::slice::from_raw_parts(xs.as_ptr() as *const U, xs.len()) })
 }
 
-/// Sum of a slice in f64 with 8 independent lanes (vectorizes; as accurate as a pairwise sum for
-/// frame-sized inputs). 8- and 16-bit integers add exactly in u32 lanes.
-pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
+simd::multiversion! {
+    /// Sum of a slice in f64 with 8 independent lanes (vectorizes; as accurate as a pairwise sum for
+    /// frame-sized inputs). 8- and 16-bit integers add exactly in u32 lanes.
+    pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
+        sum_f64_inline(xs)
+    }
+}
+
+/// [`sum_f64`] for kernels that are themselves compiled per SIMD level: inlined into them.
+#[inline(always)]
+pub(crate) fn sum_f64_inline<T: Pixel>(xs: &[T]) -> f64 {
     if let Some(v) = same_type::<T, u16>(xs) {
         return sum_int(v);
     }
@@ -315,7 +339,8 @@ pub fn sum_f64<T: Pixel>(xs: &[T]) -> f64 {
 }
 
 /// Exact sum of small unsigned integers: u32 lanes over chunks of 65536 (no overflow), then u64.
-fn sum_int<T: Copy + Into<u32>>(xs: &[T]) -> f64 {
+#[inline(always)]
+fn sum_int<T: SmallUint>(xs: &[T]) -> f64 {
     let mut total = 0u64;
     for chunk in xs.chunks(65536) {
         let mut lanes = [0u32; 16];
@@ -331,6 +356,7 @@ fn sum_int<T: Copy + Into<u32>>(xs: &[T]) -> f64 {
     total as f64
 }
 
+#[inline(always)]
 fn sum_lanes<T: Pixel>(xs: &[T]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = xs.chunks_exact(8);
@@ -456,5 +482,38 @@ pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Computes result-only buffers from the merged buffers (full nav grid).
     fn get_results(&self, _meta: &Meta, _bufs: &mut Views<'_>) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use simd::{same_at_every_level, test_values};
+
+    #[test]
+    fn sums_agree_at_every_level() {
+        let v = test_values(20 * 1000 + 7, 60000);
+        let u: Vec<u16> = v.iter().map(|&x| x as u16).collect();
+        let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.37).collect();
+        let fu: Vec<&[u16]> = u.chunks(1000).take(20).collect();
+        let ff: Vec<&[f32]> = f.chunks(1000).take(20).collect();
+        let sum_u = same_at_every_level(|| {
+            let mut out = vec![0.0; 1000];
+            sum_blocks_u32(&fu, &mut out);
+            out
+        });
+        let sum_f = same_at_every_level(|| {
+            let mut out = vec![0.0; 1000];
+            sum_blocks_f64(&ff, &mut out);
+            out
+        });
+        let mut f64_sum = vec![0.0; 1000];
+        sum_blocks_f64(&fu, &mut f64_sum);
+        assert_eq!(sum_u, f64_sum, "u32 lanes and f64 agree on u16 (both exact)");
+        assert_eq!(same_at_every_level(|| sum_f64(&u)), u.iter().map(|&x| x as f64).sum::<f64>());
+        let total_f = same_at_every_level(|| sum_f64(&f));
+        assert!(
+            (total_f - sum_f.iter().sum::<f64>() - f[20_000..].iter().map(|&x| x as f64).sum::<f64>()).abs() < 1e-3
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views};
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, simd};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -247,20 +247,7 @@ impl Udf for CenterOfMass {
     }
     fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
         let pixels = self.pixels.as_deref().expect("configured before processing");
-        let out = out.nav("raw_mask_result");
-        for (frame, res) in tile.frames().zip(out.chunks_exact_mut(3)) {
-            let (mut s, mut sy, mut sx) = (0.0, 0.0, 0.0);
-            for &(p, len, y, x0) in pixels {
-                // Σv and Σ j·v over the run: Σ v·x = x0·Σv + Σ j·v, and y is the run's row
-                let (rs, rm) = sum_and_moment(&frame[p as usize..(p + len) as usize]);
-                s += rs;
-                sy += rs * y;
-                sx += rs * x0 + rm;
-            }
-            res[0] += s;
-            res[1] += sy;
-            res[2] += sx;
-        }
+        moments(pixels, tile.data(), tile.sig_size(), out.nav("raw_mask_result"));
         Ok(())
     }
     fn get_results(&self, meta: &Meta, bufs: &mut Views<'_>) -> crate::Result<()> {
@@ -325,7 +312,28 @@ impl Udf for CenterOfMass {
 /// A run of mask pixels along a row: (first flat index, length, y, first x).
 type Run = (u32, u32, f64, f64);
 
+simd::multiversion! {
+    /// `(Σv, Σ y·v, Σ x·v)` over the disk's runs of every frame (`sig_size` pixels each), added to
+    /// the frame's three values in `out`.
+    fn moments<T: Pixel>(pixels: &[Run], data: &[T], sig_size: usize, out: &mut [f64]) {
+        for (frame, res) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(3)) {
+            let (mut s, mut sy, mut sx) = (0.0, 0.0, 0.0);
+            for &(p, len, y, x0) in pixels {
+                // Σv and Σ j·v over the run: Σ v·x = x0·Σv + Σ j·v, and y is the run's row
+                let (rs, rm) = sum_and_moment(&frame[p as usize..(p + len) as usize]);
+                s += rs;
+                sy += rs * y;
+                sx += rs * x0 + rm;
+            }
+            res[0] += s;
+            res[1] += sy;
+            res[2] += sx;
+        }
+    }
+}
+
 /// `(Σ v_j, Σ j · v_j)` over a slice, in 8 independent lanes (vectorises).
+#[inline(always)]
 fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
     let (mut s, mut m) = ([0f64; 8], [0f64; 8]);
     let chunks = xs.chunks_exact(8);
@@ -346,4 +354,38 @@ fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
         m += v * (base + k as f64);
     }
     (s, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::udf::simd::{same_at_every_level, test_values};
+
+    #[test]
+    fn moments_agree_at_every_level() {
+        // runs of a 30×40 frame: row y, columns y/2 .. y + 3
+        let runs: Vec<Run> = (0..30u32).map(|y| (y * 40 + y / 2, 3 + y / 2, y as f64, (y / 2) as f64)).collect();
+        let v = test_values(5 * 1200, 3000);
+        let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.25).collect();
+        let got = same_at_every_level(|| {
+            let mut out = vec![0.0; 15];
+            moments(&runs, &f, 1200, &mut out);
+            out
+        });
+        for (k, res) in got.chunks(3).enumerate() {
+            let frame = &f[k * 1200..(k + 1) * 1200];
+            let mut want = [0.0; 3];
+            for &(p, len, y, x0) in &runs {
+                for j in 0..len {
+                    let v = frame[(p + j) as usize] as f64;
+                    want[0] += v;
+                    want[1] += v * y;
+                    want[2] += v * (x0 + j as f64);
+                }
+            }
+            for (a, b) in res.iter().zip(want) {
+                assert!((a - b).abs() <= 1e-9 * b.abs(), "frame {k}: {a} vs {b}");
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `udf_logsum`: the sum of the logarithms of the frames (LiberTEM's LogsumUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, Method, Tile, Udf, UdfDoc, Views};
+use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views, same_type, simd};
 
 /// Sum over frames of `log(frame - min(frame) + 1)` (LiberTEM's LogsumUDF): a sum that brings out
 /// faint features next to a bright central beam. `min(frame)` is the frame's smallest pixel.
@@ -28,31 +28,201 @@ impl Udf for LogSum {
     fn buffers(&self, _meta: &Meta) -> crate::Result<Buffers> {
         Ok(Buffers::new().sig("logsum", DType::F32))
     }
-    fn method(&self) -> Method {
-        Method::Frame
-    }
-    fn process_frame<T: Pixel>(&mut self, frame: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
-        let px = frame.data();
-        let min = px.iter().map(|v| v.to_f64()).fold(f64::INFINITY, f64::min);
+    fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
+        let frames: Vec<&[T]> = tile.frames().collect();
+        let mins: Vec<f64> = frames.iter().map(|f| min_f64(f)).collect();
         let out = out.sig("logsum");
-        if matches!(T::DTYPE, DType::U8 | DType::U16) {
-            // 8- and 16-bit counts: x - min + 1 is an integer in 1..=65536, its log a table lookup
-            let table = ln_table();
-            let min = min as usize;
-            for (o, &x) in out.iter_mut().zip(px) {
-                *o += table[x.to_f64() as usize - min + 1];
-            }
-        } else {
-            for (o, &x) in out.iter_mut().zip(px) {
-                *o += (x.to_f64() - min + 1.0).ln();
-            }
+        // block by block of pixels, so that the block's sums stay in L1 while every frame passes
+        const BLOCK: usize = 512;
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            logsum_block(&frames, &mins, b * BLOCK, out);
         }
         Ok(())
     }
+}
+
+simd::multiversion! {
+    /// Adds `ln(x - min + 1)` of pixels `start..start + out.len()` of every frame (with its `min`)
+    /// into `out`.
+    fn logsum_block<T: Pixel>(frames: &[&[T]], mins: &[f64], start: usize, out: &mut [f64]) {
+        let px = start..start + out.len();
+        for (frame, &min) in frames.iter().zip(mins) {
+            let frame = &frame[px.clone()];
+            if matches!(T::DTYPE, DType::U8 | DType::U16) {
+                // 8- and 16-bit counts: x - min + 1 is an integer in 1..=65536, its log a lookup
+                let (table, min) = (ln_table(), min as usize);
+                for (o, &x) in out.iter_mut().zip(frame) {
+                    *o += table[x.to_f64() as usize - min + 1];
+                }
+            } else if let Some(frame) = same_type::<T, f32>(frame) {
+                // float32 frames: the log in float32 (the result's precision), summed in f64
+                let min = min as f32;
+                for (o, &x) in out.iter_mut().zip(frame) {
+                    *o += ln_from_one_f32(x - min + 1.0) as f64;
+                }
+            } else {
+                for (o, &x) in out.iter_mut().zip(frame) {
+                    *o += ln_from_one(x.to_f64() - min + 1.0);
+                }
+            }
+        }
+    }
+}
+
+simd::multiversion! {
+    /// The smallest pixel of a frame as f64 (NaN pixels are skipped, as `f64::min` does).
+    fn min_f64<T: Pixel>(xs: &[T]) -> f64 {
+        let mut lanes = [f64::INFINITY; 8];
+        let chunks = xs.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..8 {
+                let x = c[k].to_f64();
+                // a compare-and-select (vectorises); NaN compares false and is skipped
+                lanes[k] = if x < lanes[k] { x } else { lanes[k] };
+            }
+        }
+        rest.iter().map(|v| v.to_f64()).chain(lanes).fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// `ln(x)` for `x ≥ 1` in float32 (and NaN, +∞), branch-free: the method of [`ln_from_one`] with
+/// the shorter minimax polynomial of fdlibm's `logf` (FreeBSD's four-term version); within 2 units
+/// in the last place of float32.
+// the coefficients as published (decimal), rounded to the nearest float by the compiler
+#[allow(clippy::excessive_precision)]
+#[inline(always)]
+fn ln_from_one_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 6.931_381_225_6e-1;
+    const LN2_LO: f32 = 9.058_000_614_5e-6;
+    const LG: [f32; 4] = [6.666_666_269_3e-1, 4.000_097_215_2e-1, 2.849_878_668_8e-1, 2.427_907_884_1e-1];
+    let bits = x.to_bits();
+    let exp = ((bits >> 23) as i32) - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = (exp + big as i32) as f32;
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * LG[3]);
+    let t2 = z * (LG[0] + w * LG[2]);
+    let hfsq = 0.5 * f * f;
+    let r = e * LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + e * LN2_LO)) - f);
+    if x.is_finite() { r } else { x }
+}
+
+/// `ln(x)` for `x ≥ 1` (and NaN, +∞), branch-free so that a loop of it vectorises; within one unit
+/// in the last place of `f64::ln`.
+///
+/// `x = 2^e · m` with `m` in `[√½, √2)`; with `f = m − 1` and `s = f / (2 + f)`,
+/// `ln(1 + f) = 2·atanh(s) = f − f²/2 + s·(f²/2 + R(s²))`, where `R` is the minimax polynomial of
+/// the classic fdlibm `log` (its coefficients below); `ln x = e·ln 2 + ln(1 + f)`, with `ln 2` split in
+/// a high part exact in multiplication by `e` and a low part.
+// the coefficients as published (decimal), rounded to the nearest float by the compiler
+#[allow(clippy::excessive_precision)]
+#[inline(always)]
+fn ln_from_one(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LG: [f64; 7] = [
+        6.666_666_666_666_735_13e-1,
+        3.999_999_999_940_941_908e-1,
+        2.857_142_874_366_239_149e-1,
+        2.222_219_843_214_978_396e-1,
+        1.818_357_216_161_805_012e-1,
+        1.531_383_769_920_937_332e-1,
+        1.479_819_860_511_658_591e-1,
+    ];
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) as i32) - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    // m in [1, 2): fold [√2, 2) onto [√½, 1)
+    let big = m > std::f64::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = (exp + big as i32) as f64;
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * (LG[3] + w * LG[5]));
+    let t2 = z * (LG[0] + w * (LG[2] + w * (LG[4] + w * LG[6])));
+    let hfsq = 0.5 * f * f;
+    let r = e * LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + e * LN2_LO)) - f);
+    // NaN and +∞ pass through (their exponent bits would otherwise read as a number)
+    if x.is_finite() { r } else { x }
 }
 
 /// `ln(k)` for `k` in `0..=65536` (512 KiB, made once).
 fn ln_table() -> &'static [f64] {
     static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| (0..=65536u32).map(|k| (k as f64).ln()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_agree_at_every_level() {
+        use crate::udf::simd::{same_at_every_level, test_values};
+        let v = test_values(8 * 700, 5000);
+        let u: Vec<u16> = v.iter().map(|&x| x as u16 + 3).collect();
+        let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.25 - 7.0).collect();
+        let d: Vec<f64> = f.iter().map(|&x| x as f64).collect();
+        {
+            let (frames, data) = (u.chunks(700).collect::<Vec<_>>(), &u);
+            let mins = same_at_every_level(|| frames.iter().map(|f| min_f64(f)).collect::<Vec<_>>());
+            assert_eq!(mins[0], data[..700].iter().copied().min().unwrap() as f64);
+            let got = same_at_every_level(|| {
+                let mut out = vec![0.0; 600];
+                logsum_block(&frames, &mins, 50, &mut out);
+                out
+            });
+            let want: f64 = frames.iter().zip(&mins).map(|(fr, m)| (fr[50] as f64 - m + 1.0).ln()).sum();
+            assert!((got[0] - want).abs() < 1e-9 * want.abs());
+        }
+        let (ff, fd): (Vec<&[f32]>, Vec<&[f64]>) = (f.chunks(700).collect(), d.chunks(700).collect());
+        let mins = same_at_every_level(|| ff.iter().map(|f| min_f64(f)).collect::<Vec<_>>());
+        let (gf, gd) = same_at_every_level(|| {
+            let (mut a, mut b) = (vec![0.0; 700], vec![0.0; 700]);
+            logsum_block(&ff, &mins, 0, &mut a);
+            logsum_block(&fd, &mins, 0, &mut b);
+            (a, b)
+        });
+        for (a, b) in gf.iter().zip(&gd) {
+            // float32 logs against float64 ones: float32 precision
+            assert!((a - b).abs() <= 8.0 * 4.0 * f32::EPSILON as f64 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn ln_from_one_matches_std() {
+        // integers, powers of two and their neighbours, and a geometric sweep up to f64::MAX
+        let mut xs: Vec<f64> = (1..=70000).map(f64::from).collect();
+        for k in 0..1024 {
+            let p = 2f64.powi(k);
+            xs.extend([p, f64::from_bits(p.to_bits() + 1), f64::from_bits(p.to_bits().saturating_sub(1)).max(1.0)]);
+        }
+        let mut x = 1.0f64;
+        while x.is_finite() {
+            xs.push(x);
+            x *= 1.000_37;
+        }
+        for &x in &xs {
+            let (got, want) = (ln_from_one(x), x.ln());
+            assert!((got - want).abs() <= 2.0 * f64::EPSILON * want.abs(), "ln({x}) = {got}, std: {want}");
+        }
+        for &x in xs.iter().filter(|x| **x < f32::MAX as f64) {
+            let x = x as f32;
+            let (got, want) = (ln_from_one_f32(x), x.ln());
+            assert!((got - want).abs() <= 2.0 * f32::EPSILON * want.abs(), "ln({x}) = {got}, std: {want}");
+        }
+        assert_eq!(ln_from_one_f32(1.0), 0.0);
+        assert!(ln_from_one_f32(f32::NAN).is_nan());
+        assert_eq!(ln_from_one(1.0), 0.0);
+        assert!(ln_from_one(f64::NAN).is_nan());
+        assert_eq!(ln_from_one(f64::INFINITY), f64::INFINITY);
+    }
 }

@@ -4,7 +4,7 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, same_type, sum_f64};
+use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, same_type, simd, sum_f64_inline};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -76,17 +76,26 @@ impl Udf for ApplyMasks {
     }
     fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
         let stack = self.stack.as_deref().expect("configured before processing");
-        let n = stack.n;
         let out = out.nav("intensity");
         if let Some(shifts) = tile.aux_f64("shifts")? {
             return apply_shifted(stack, tile, &shifts, out);
         }
+        apply_stack(stack, tile.data(), tile.sig_size(), out);
+        Ok(())
+    }
+}
+
+simd::multiversion! {
+    /// Adds `Σ_p frame[p] · mask_m[p]` of every frame (`sig_size` pixels each, consecutive in `data`)
+    /// to its row of `out` (`n` masks per frame).
+    fn apply_stack<T: Pixel>(stack: &MaskStack, data: &[T], sig_size: usize, out: &mut [f64]) {
+        let n = stack.n;
         // binary masks: their runs in frame order, one sequential pass over each frame for all masks;
         // for 16-bit counts and many short runs (narrow rings), an integer running sum of the frame
         // makes each run two lookups (exact: a frame of u16 sums below 2^32 up to 65536 pixels)
         let prefix_sums = stack.ordered_runs.len() * 16 > stack.sig_size && stack.sig_size <= 65536;
         let mut prefix: Vec<u32> = Vec::new();
-        for (frame, res) in tile.frames().zip(out.chunks_exact_mut(n)) {
+        for (frame, res) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(n)) {
             if stack.runs.is_some() {
                 match same_type::<T, u16>(frame) {
                     Some(frame) if prefix_sums => {
@@ -103,7 +112,7 @@ impl Udf for ApplyMasks {
                     }
                     _ => {
                         for &(p, l, m) in &stack.ordered_runs {
-                            res[m as usize] += sum_f64(&frame[p as usize..(p + l) as usize]);
+                            res[m as usize] += sum_f64_inline(&frame[p as usize..(p + l) as usize]);
                         }
                     }
                 }
@@ -122,7 +131,6 @@ impl Udf for ApplyMasks {
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -161,6 +169,7 @@ fn apply_shifted<T: Pixel>(
 }
 
 /// Dot product in f64 with independent lanes (vectorizes).
+#[inline(always)]
 fn dot<T: Pixel>(frame: &[T], mask: &[f32]) -> f64 {
     let mut lanes = [0f64; 8];
     let (fc, mc) = (frame.chunks_exact(8), mask.chunks_exact(8));
@@ -175,4 +184,43 @@ fn dot<T: Pixel>(frame: &[T], mask: &[f32]) -> f64 {
         s += f.to_f64() * *m as f64;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Shape;
+    use crate::udf::masks::MaskSpec;
+    use crate::udf::simd::{same_at_every_level, test_values};
+
+    #[test]
+    fn kernels_agree_at_every_level() {
+        let sig = Shape::new(vec![40, 50]);
+        let specs: Vec<MaskSpec> = ["ring(20, 25, 3, 15)", "disk(10, 10, 6)", "ring(20, 25, 0, 2)"]
+            .iter()
+            .map(|s| MaskSpec::parse(s).unwrap())
+            .collect();
+        let binary = MaskStack::build(&specs, &sig).unwrap();
+        let weights: Vec<f32> = test_values(2 * 2000, 7).iter().map(|&w| w as f32 - 2.5).collect();
+        let dense = MaskStack::from_dense(weights, 2000);
+        let v = test_values(6 * 2000, 4000);
+        let u: Vec<u16> = v.iter().map(|&x| x as u16).collect();
+        let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.5).collect();
+        for stack in [&binary, &dense] {
+            let (a, b) = same_at_every_level(|| {
+                let (mut a, mut b) = (vec![0.0; 6 * stack.n], vec![0.0; 6 * stack.n]);
+                apply_stack(stack, &u, 2000, &mut a);
+                apply_stack(stack, &f, 2000, &mut b);
+                (a, b)
+            });
+            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                let (frame, m) = (i / stack.n, i % stack.n);
+                let mask = &stack.dense[m * 2000..(m + 1) * 2000];
+                let want: f64 =
+                    u[frame * 2000..(frame + 1) * 2000].iter().zip(mask).map(|(&x, &w)| x as f64 * w as f64).sum();
+                assert!((a - want).abs() <= 1e-9 * want.abs().max(1.0), "u16 frame {frame} mask {m}: {a} vs {want}");
+                assert!((b - want * 0.5).abs() <= 1e-9 * want.abs().max(1.0), "f32 frame {frame} mask {m}");
+            }
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub fn all() -> Vec<AggregateUDF> {
     vec![
         super::aggregate(Sum),
         super::aggregate(SumSig),
-        super::aggregate(StdDev::default()),
+        super::aggregate(StdDev),
         super::aggregate(LogSum),
         super::aggregate(ApplyMasks::default()),
         super::aggregate(CenterOfMass::default()),

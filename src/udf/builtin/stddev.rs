@@ -1,7 +1,7 @@
 //! `udf_stddev`: per-pixel mean, variance and standard deviation over frames (LiberTEM's StdDevUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views};
+use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views, simd};
 
 /// Mean, population variance and standard deviation of every detector pixel over the frames
 /// (LiberTEM's StdDevUDF):
@@ -16,30 +16,79 @@ use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views};
 /// -- {sum, varsum, num_frames, var, std, mean}: sig-shaped float64, num_frames int64 [1]
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct StdDev {
-    /// Per-batch scratch: sum and sum of squared deviations.
-    scratch: (Vec<f64>, Vec<f64>),
-}
+pub struct StdDev;
 
-/// Merges `(nb, sb, vb)` into `(na, sa, va)` (counts, sums, varsums) with Chan's formula.
-fn combine(na: &mut f64, sa: &mut [f64], va: &mut [f64], nb: f64, sb: &[f64], vb: &[f64]) {
+/// Merges the partial result `(nb, sb, vb)` (count, sums, varsums) into `(na, sa, va)` with Chan's
+/// formula; the caller adds `nb` to `na` afterwards.
+fn combine(na: f64, sa: &mut [f64], va: &mut [f64], nb: f64, sb: &[f64], vb: &[f64]) {
     if nb == 0.0 {
         return;
     }
-    if *na == 0.0 {
+    if na == 0.0 {
         sa.copy_from_slice(sb);
         va.copy_from_slice(vb);
-        *na = nb;
         return;
     }
-    let n = *na + nb;
-    let w = *na * nb / n;
+    let w = na * nb / (na + nb);
     for ((s, v), (&s2, &v2)) in sa.iter_mut().zip(va.iter_mut()).zip(sb.iter().zip(vb)) {
-        let delta = s2 / nb - *s / *na;
+        let delta = s2 / nb - *s / na;
         *v += v2 + delta * delta * w;
         *s += s2;
     }
-    *na = n;
+}
+
+/// Pixels per block: a block's sums (2 × 4 KiB) stay in L1 while every frame of the batch passes.
+const BLOCK: usize = 512;
+
+simd::multiversion! {
+    /// Sum and sum of squared deviations of one block of pixels (`start..start + s.len()`, at most
+    /// [`BLOCK`]) over `frames`.
+    fn block_moments<T: Pixel>(frames: &[&[T]], start: usize, s: &mut [f64], v: &mut [f64]) {
+        assert!(s.len() <= BLOCK && v.len() == s.len(), "a block has at most {BLOCK} pixels");
+        let n = frames.len();
+        let end = start + s.len();
+        if matches!(T::DTYPE, DType::U8 | DType::U16 | DType::I16) {
+            // small integers: Σx and Σx² are exact in f64 for a batch (n < 2^21 frames), so one pass
+            // gives n·Σx² − (Σx)², computed in integers: constant pixels give exactly 0
+            for frame in frames {
+                for ((s, v), &x) in s.iter_mut().zip(v.iter_mut()).zip(&frame[start..end]) {
+                    let x = x.to_f64();
+                    *s += x;
+                    *v += x * x;
+                }
+            }
+            if n < 1 << 15 {
+                // |Σx| < 2^31 and n·Σx² < 2^62: i64 holds both products
+                for (v, &s) in v.iter_mut().zip(s.iter()) {
+                    let (q, s) = (*v as i64, s as i64);
+                    *v = (n as i64 * q - s * s) as f64 / n as f64;
+                }
+            } else {
+                for (v, &s) in v.iter_mut().zip(s.iter()) {
+                    let (q, s) = (*v as i128, s as i128);
+                    *v = (n as i128 * q - s * s) as f64 / n as f64;
+                }
+            }
+        } else {
+            // two passes over the block's frames (still in cache for the second)
+            for frame in frames {
+                for (s, &x) in s.iter_mut().zip(&frame[start..end]) {
+                    *s += x.to_f64();
+                }
+            }
+            let inv = 1.0 / n as f64;
+            let mut mean = [0f64; BLOCK];
+            for (m, &s) in mean.iter_mut().zip(s.iter()) {
+                *m = s * inv;
+            }
+            for frame in frames {
+                for ((v, &m), &x) in v.iter_mut().zip(&mean).zip(&frame[start..end]) {
+                    let d = x.to_f64() - m;
+                    *v += d * d;
+                }
+            }
+        }
+    }
 }
 
 impl Udf for StdDev {
@@ -68,56 +117,25 @@ impl Udf for StdDev {
             .result_only())
     }
     fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
-        let n = tile.n_frames();
-        let size = tile.sig_size();
-        let (sum, var) = &mut self.scratch;
-        sum.clear();
-        sum.resize(size, 0.0);
-        var.clear();
-        var.resize(size, 0.0);
-        let inv = 1.0 / n as f64;
-        if matches!(T::DTYPE, DType::U8 | DType::U16 | DType::I16) {
-            // small integers: Σx and Σx² are exact in f64 for a batch, so one pass gives the batch's
-            // sum of squared deviations Σx² − (Σx)²/n without the cancellation floats would suffer
-            for frame in tile.frames() {
-                for ((s, v), &x) in sum.iter_mut().zip(var.iter_mut()).zip(frame) {
-                    let x = x.to_f64();
-                    *s += x;
-                    *v += x * x;
-                }
-            }
-            for (v, &s) in var.iter_mut().zip(sum.iter()) {
-                // n·Σx² − (Σx)² in integers (both sums are exact integers), so constant pixels give 0
-                let (q, s) = (*v as i128, s as i128);
-                *v = (n as i128 * q - s * s) as f64 * inv;
-            }
-        } else {
-            tile.sum_frames_into(sum);
-            for frame in tile.frames() {
-                for ((v, &s), &x) in var.iter_mut().zip(sum.iter()).zip(frame) {
-                    let d = x.to_f64() - s * inv;
-                    *v += d * d;
-                }
-            }
+        let frames: Vec<&[T]> = tile.frames().collect();
+        let nb = frames.len() as f64;
+        let [num, sum, varsum] = out.many(["num_frames", "sum", "varsum"]);
+        let na = num[0];
+        // block by block of pixels: the batch's moments of a block, merged into the running result
+        for (b, (sa, va)) in sum.chunks_mut(BLOCK).zip(varsum.chunks_mut(BLOCK)).enumerate() {
+            let (mut s, mut v) = ([0f64; BLOCK], [0f64; BLOCK]);
+            let (s, v) = (&mut s[..sa.len()], &mut v[..sa.len()]);
+            block_moments(&frames, b * BLOCK, s, v);
+            combine(na, sa, va, nb, s, v);
         }
-        let mut na = out.single("num_frames")[0];
-        let (sa, va) = (out.sig("sum").to_vec(), out.sig("varsum").to_vec());
-        let (mut sa, mut va) = (sa, va);
-        combine(&mut na, &mut sa, &mut va, n as f64, sum, var);
-        out.sig("sum").copy_from_slice(&sa);
-        out.sig("varsum").copy_from_slice(&va);
-        out.single("num_frames")[0] = na;
+        num[0] = na + nb;
         Ok(())
     }
     fn merge(&self, dest: &mut Views<'_>, src: &mut Views<'_>) -> crate::Result<()> {
-        let nb = src.single("num_frames")[0];
-        let (sb, vb) = (src.sig("sum").to_vec(), src.sig("varsum").to_vec());
-        let mut na = dest.single("num_frames")[0];
-        let (mut sa, mut va) = (dest.sig("sum").to_vec(), dest.sig("varsum").to_vec());
-        combine(&mut na, &mut sa, &mut va, nb, &sb, &vb);
-        dest.sig("sum").copy_from_slice(&sa);
-        dest.sig("varsum").copy_from_slice(&va);
-        dest.single("num_frames")[0] = na;
+        let [nb, sb, vb] = src.many(["num_frames", "sum", "varsum"]);
+        let [na, sa, va] = dest.many(["num_frames", "sum", "varsum"]);
+        combine(na[0], sa, va, nb[0], sb, vb);
+        na[0] += nb[0];
         Ok(())
     }
     fn get_results(&self, _meta: &Meta, bufs: &mut Views<'_>) -> crate::Result<()> {
@@ -134,5 +152,34 @@ impl Udf for StdDev {
             *sd = (s / n).sqrt();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::udf::simd::{same_at_every_level, test_values};
+
+    #[test]
+    fn moments_agree_at_every_level() {
+        let v = test_values(9 * 600, 4000);
+        let u: Vec<u16> = v.iter().map(|&x| x as u16).collect();
+        let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.5 + 1000.0).collect();
+        let (fu, ff): (Vec<&[u16]>, Vec<&[f32]>) = (u.chunks(600).collect(), f.chunks(600).collect());
+        let (su, vu, sf, vf) = same_at_every_level(|| {
+            let (mut su, mut vu, mut sf, mut vf) = (vec![0.0; 500], vec![0.0; 500], vec![0.0; 500], vec![0.0; 500]);
+            block_moments(&fu, 50, &mut su, &mut vu);
+            block_moments(&ff, 50, &mut sf, &mut vf);
+            (su, vu, sf, vf)
+        });
+        for p in 0..500 {
+            let xs: Vec<f64> = fu.iter().map(|fr| fr[50 + p] as f64).collect();
+            let mean = xs.iter().sum::<f64>() / 9.0;
+            let var: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
+            assert_eq!(su[p], mean * 9.0);
+            assert!((vu[p] - var).abs() <= 1e-9 * var.max(1.0), "u16 pixel {p}");
+            assert!((sf[p] - (mean * 4.5 + 9000.0)).abs() <= 1e-6);
+            assert!((vf[p] - var / 4.0).abs() <= 1e-6 * var.max(1.0), "f32 pixel {p}: {} vs {}", vf[p], var / 4.0);
+        }
     }
 }
