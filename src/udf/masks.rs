@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Field metadata key: JSON array of the mask spec strings.
 pub const MASKS_KEY: &str = "tessera.masks";
@@ -264,6 +264,29 @@ impl MaskStack {
             s.rasterize(sig, &mut dense)?;
         }
         Ok(Self::from_dense(dense, sig.size()))
+    }
+
+    /// [`MaskStack::build`], reusing a recent stack of the same specs and frame shape: planning and
+    /// every partition of a query configure the same masks (and a SELECT may name them twice).
+    /// Stacks of shape specs up to 64 MiB are kept, the four most recent; `npy(...)` masks are read
+    /// anew each time, as their file may change.
+    pub fn shared(specs: &[MaskSpec], sig: &Shape) -> Result<Arc<Self>> {
+        static RECENT: Mutex<Vec<(String, Arc<MaskStack>)>> = Mutex::new(Vec::new());
+        if specs.iter().any(|s| matches!(s, MaskSpec::Npy(_))) {
+            return Ok(Arc::new(Self::build(specs, sig)?));
+        }
+        let key = format!("{sig:?}|{specs:?}");
+        let recent = || RECENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, stack)) = recent().iter().find(|(k, _)| *k == key) {
+            return Ok(stack.clone());
+        }
+        let stack = Arc::new(Self::build(specs, sig)?);
+        if stack.dense.len() <= 16 << 20 {
+            let mut recent = recent();
+            recent.insert(0, (key, stack.clone()));
+            recent.truncate(4);
+        }
+        Ok(stack)
     }
 
     /// A stack from dense weights (`n × sig_size`), e.g. masks computed in Rust.

@@ -68,8 +68,8 @@ impl Udf for ApplyMasks {
             };
         };
         let specs = specs_from_field(field).map_err(|e| Error::udf(self.name(), e.to_string()))?;
-        let stack = MaskStack::build(&specs, &meta.sig).map_err(|e| Error::udf(self.name(), e.to_string()))?;
-        Ok(ApplyMasks { stack: Some(Arc::new(stack)) })
+        let stack = MaskStack::shared(&specs, &meta.sig).map_err(|e| Error::udf(self.name(), e.to_string()))?;
+        Ok(ApplyMasks { stack: Some(stack) })
     }
     fn buffers(&self, meta: &Meta) -> crate::Result<Buffers> {
         Ok(Buffers::new().nav_extra("intensity", &[self.stack()?.n], meta.input_dtype.float_result()))
