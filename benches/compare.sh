@@ -18,7 +18,7 @@ if [ ! -x "$peer/.venv/bin/python" ] || ! cmp -s "$src/requirements-lock.txt" "$
   "$peer/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$peer/requirements-lock.txt"
   cp "$src/requirements-lock.txt" "$peer/.venv/.installed"
 fi
-py="$peer/.venv/bin/python"
+py="$PWD/$peer/.venv/bin/python"
 (cd "$peer" && "$py" make_data.py "${datasets[@]}")
 gcc -O3 -march=native -fopenmp -o "$peer/bench_membw" "$peer/bench_membw.c"
 cargo build --release --bin tessera

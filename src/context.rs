@@ -103,7 +103,32 @@ impl Context {
 
     /// A context with a DataFusion configuration (e.g. `target_partitions`).
     pub fn with_config(config: SessionConfig) -> Result<Self> {
-        let mut ctx = SessionContext::new_with_config(config);
+        Self::from_session(SessionContext::new_with_config(config))
+    }
+
+    /// A client of a Ballista cluster (`df://host:port`, the scheduler; see [`crate::cluster`]):
+    /// tables are registered and SQL is planned here as in a local context, and queries run on the
+    /// cluster's executors, which read the datasets from the same paths (a shared filesystem).
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> tessera::Result<()> {
+    /// let ctx = tessera::Context::remote("df://scheduler-host:50050").await?;
+    /// ctx.register_table_arg("scan=/shared/data/scan.mib")?;
+    /// let batches = ctx.sql("SELECT udf_sum_sig(tile) FROM scan").await?.collect().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "ballista")]
+    pub async fn remote(url: &str) -> Result<Self> {
+        use ballista::prelude::SessionContextExt;
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(crate::cluster::client_config())
+            .with_default_features()
+            .build();
+        // the Ballista client replaces the session's function lists: Tessera registers after it
+        Self::from_session(SessionContext::remote_with_state(url, state).await?)
+    }
+
+    fn from_session(mut ctx: SessionContext) -> Result<Self> {
         let Registries { masks, aux } = register(&mut ctx)?;
         Ok(Context {
             ctx,

@@ -45,6 +45,9 @@ pub enum Error {
     /// The query was cancelled.
     #[error("the query was cancelled")]
     Cancelled,
+    /// A cluster (Ballista scheduler or executor) failed to start or run.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// An error raised by DataFusion or Arrow.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -22,9 +22,12 @@
 //! Modules: [`geometry`] (shapes, ROI), [`dataset`] (formats), [`scan`] (the table provider),
 //! [`udf`] (the UDF model and built-ins), [`tensor`] (Arrow's tensor type), [`export`],
 //! [`display`] (readable summaries of results), [`progress`] (running queries, cancellation, live
-//! partial results).
+//! partial results), `cluster` (the same SQL on an Apache DataFusion Ballista cluster; feature
+//! `ballista`).
 #![deny(missing_docs)]
 
+#[cfg(feature = "ballista")]
+pub mod cluster;
 mod context;
 pub mod dataset;
 pub mod display;

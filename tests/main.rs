@@ -1,5 +1,7 @@
 //! Tessera's integration tests: one crate (one link of DataFusion), one module per area.
 
+#[cfg(feature = "ballista")]
+mod cluster;
 mod common;
 mod errors;
 mod export;

@@ -37,8 +37,53 @@ enum Command {
         /// Print the query's wall time (planning and execution, not process start) to stderr.
         #[arg(long)]
         timing: bool,
+        /// Run on a Ballista cluster: its scheduler, df://HOST:PORT (see `tessera scheduler`).
+        #[cfg(feature = "ballista")]
+        #[arg(long, value_name = "URL")]
+        cluster: Option<String>,
         /// The query.
         query: String,
+    },
+    /// Run a Ballista scheduler with Tessera's functions (a cluster's coordinator).
+    #[cfg(feature = "ballista")]
+    Scheduler {
+        /// Address to listen on (0.0.0.0: every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Port (0: any free port; the chosen one is printed).
+        #[arg(long, default_value_t = 50050)]
+        port: u16,
+        /// Seconds without a heartbeat after which an executor is lost and its tasks run elsewhere.
+        #[arg(long, default_value_t = 30)]
+        executor_timeout: u64,
+    },
+    /// Run a Ballista executor with Tessera's functions (a cluster's worker).
+    #[cfg(feature = "ballista")]
+    Executor {
+        /// The scheduler: HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Address to listen on (0.0.0.0: every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// The name other machines reach this one at (default: --bind, or the host name).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Arrow Flight port (results and shuffle data are fetched from it).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port the scheduler sends tasks to.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks at once (default: one per core).
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
+        /// Folder for shuffle files (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<String>,
+        /// Seconds between heartbeats to the scheduler.
+        #[arg(long, default_value_t = 5)]
+        heartbeat: u64,
     },
     /// Print what a file holds.
     Info {
@@ -57,7 +102,7 @@ enum Command {
     },
 }
 
-fn context(partitions: Option<usize>) -> tessera::Result<Context> {
+fn local_context(partitions: Option<usize>) -> tessera::Result<Context> {
     let mut config = default_config();
     if let Some(p) = partitions {
         config = config.with_target_partitions(p.max(1));
@@ -67,15 +112,35 @@ fn context(partitions: Option<usize>) -> tessera::Result<Context> {
     Ok(ctx)
 }
 
-async fn sql(
-    tables: &[String],
+/// A local context, or a client of the cluster at `cluster`.
+async fn context(partitions: Option<usize>, cluster: Option<&str>) -> tessera::Result<Context> {
+    match cluster {
+        #[cfg(feature = "ballista")]
+        Some(url) => {
+            let ctx = Context::remote(url).await?;
+            if let Some(p) = partitions {
+                ctx.sql(&format!("SET datafusion.execution.target_partitions = {}", p.max(1))).await?.collect().await?;
+            }
+            ctx.register_spec("demo", DatasetSpec::parse(DEMO_SPEC)?)?;
+            Ok(ctx)
+        }
+        _ => local_context(partitions),
+    }
+}
+
+/// What `tessera sql` was asked.
+struct SqlArgs<'a> {
+    tables: &'a [String],
     partitions: Option<usize>,
-    out: Option<&Path>,
+    out: Option<&'a Path>,
     timing: bool,
-    query: &str,
-    exec: &Handle,
-) -> tessera::Result<()> {
-    let ctx = context(partitions)?;
+    cluster: Option<&'a str>,
+    query: &'a str,
+}
+
+async fn sql(args: SqlArgs<'_>, exec: &Handle) -> tessera::Result<()> {
+    let SqlArgs { tables, partitions, out, timing, cluster, query } = args;
+    let ctx = context(partitions, cluster).await?;
     for t in tables {
         ctx.register_table_arg(t)?;
     }
@@ -142,7 +207,7 @@ async fn run_with_progress(ctx: &Context, query: &str, exec: &Handle) -> tessera
 }
 
 fn functions() -> tessera::Result<()> {
-    let ctx = context(None)?;
+    let ctx = local_context(None)?;
     let state = ctx.session().state();
     let mut names: Vec<&String> = state.aggregate_functions().keys().filter(|n| n.starts_with("udf_")).collect();
     names.sort();
@@ -187,7 +252,7 @@ fn info(spec: &str) -> tessera::Result<()> {
 async fn demo(out: &std::path::Path) -> tessera::Result<()> {
     std::fs::create_dir_all(out).map_err(|e| tessera::Error::io(out.display(), e))?;
     let out = std::fs::canonicalize(out).map_err(|e| tessera::Error::io(out.display(), e))?;
-    let ctx = context(None)?;
+    let ctx = local_context(None)?;
     println!("Tessera demo on the synthetic dataset `demo` ({DEMO_SPEC})\n");
     let jobs = [
         ("sum", "sum of all frames (LiberTEM SumUDF)", "SELECT udf_sum(tile) AS sum FROM demo"),
@@ -220,6 +285,16 @@ async fn demo(out: &std::path::Path) -> tessera::Result<()> {
     Ok(())
 }
 
+/// Runs a server (scheduler, executor) on a multi-threaded runtime until it ends.
+#[cfg(feature = "ballista")]
+fn server(run: impl std::future::Future<Output = tessera::Result<()>>) -> tessera::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| tessera::Error::io("tokio runtime", e))?;
+    rt.block_on(run)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -230,16 +305,75 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Sql { tables, partitions, out, timing, query } => {
+        Command::Sql {
+            tables,
+            partitions,
+            out,
+            timing,
+            #[cfg(feature = "ballista")]
+            cluster,
+            query,
+        } => {
+            #[cfg(not(feature = "ballista"))]
+            let cluster: &Option<String> = &None;
+            let args = SqlArgs {
+                tables,
+                partitions: *partitions,
+                out: out.as_deref(),
+                timing: *timing,
+                cluster: cluster.as_deref(),
+                query,
+            };
             match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(exec) => {
-                    let r = rt.block_on(sql(tables, *partitions, out.as_deref(), *timing, query, exec.handle()));
+                    let r = rt.block_on(sql(args, exec.handle()));
                     exec.shutdown_background();
                     r
                 }
                 Err(e) => Err(tessera::Error::io("tokio runtime", e)),
             }
         }
+        #[cfg(feature = "ballista")]
+        Command::Scheduler { bind, port, executor_timeout } => {
+            let options = tessera::cluster::SchedulerOptions {
+                bind_host: bind.clone(),
+                port: *port,
+                executor_timeout_seconds: *executor_timeout,
+            };
+            server(tessera::cluster::run_scheduler(&options, |addr| {
+                use std::io::Write;
+                println!("tessera scheduler listening on {addr}");
+                let _ = std::io::stdout().flush();
+            }))
+        }
+        #[cfg(feature = "ballista")]
+        Command::Executor {
+            scheduler,
+            bind,
+            external_host,
+            port,
+            grpc_port,
+            concurrent_tasks,
+            work_dir,
+            heartbeat,
+        } => match scheduler.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+            Some((host, Ok(scheduler_port))) => {
+                let defaults = tessera::cluster::ExecutorOptions::default();
+                let options = tessera::cluster::ExecutorOptions {
+                    scheduler_host: host.to_string(),
+                    scheduler_port,
+                    bind_host: bind.clone(),
+                    external_host: external_host.clone(),
+                    port: *port,
+                    grpc_port: *grpc_port,
+                    concurrent_tasks: concurrent_tasks.unwrap_or(defaults.concurrent_tasks),
+                    work_dir: work_dir.clone(),
+                    heartbeat_seconds: *heartbeat,
+                };
+                server(tessera::cluster::run_executor(&options))
+            }
+            _ => Err(tessera::Error::Spec(format!("--scheduler '{scheduler}': expected HOST:PORT"))),
+        },
         Command::Info { spec } => info(spec),
         Command::Functions => functions(),
         Command::Keys => {

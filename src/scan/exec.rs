@@ -29,7 +29,13 @@ pub mod metric {
 }
 
 /// The physical scan of a dataset table.
-#[derive(Debug)]
+///
+/// In a plan for a Ballista cluster the scan has a child, `ids`: a tiny in-memory source whose
+/// partition `j` holds one value, the index of the scan partition that output partition `j` reads.
+/// Ballista hands each task a slice of a stage's partitions by restricting the stage's leaves, and
+/// it knows how to restrict an in-memory source but not a scan of its own; through `ids` the
+/// restricted scan still knows which of its partitions each task runs.
+#[derive(Debug, Clone)]
 pub struct TileScanExec {
     pub(crate) table: String,
     pub(crate) dataset: Arc<dyn Dataset>,
@@ -47,7 +53,12 @@ pub struct TileScanExec {
     pub(crate) properties: Arc<PlanProperties>,
     pub(crate) metrics: ExecutionPlanMetricsSet,
     pub(crate) pool: BufferPool,
+    /// Which scan partition each output partition reads (cluster plans; see above).
+    pub(crate) ids: Option<Arc<dyn ExecutionPlan>>,
 }
+
+/// Name of the column of the partition-identity child.
+const PARTITION: &str = "partition";
 
 impl TileScanExec {
     #[allow(clippy::too_many_arguments)]
@@ -62,15 +73,24 @@ impl TileScanExec {
         batch_frames: usize,
         limit: Option<usize>,
     ) -> Self {
-        let schema = Arc::new(table_schema.project(&projection).expect("projection indices are valid"));
         let parts = roi.split_aligned(partitions, dataset.frame_alignment());
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(parts.len()),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        )
-        .with_scheduling_type(SchedulingType::Cooperative);
+        Self::from_parts(table, dataset, table_schema, projection, roi, roi_text, parts, batch_frames, limit)
+    }
+
+    /// The scan with its partitions given (as planned elsewhere): runs of frames for each.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        table: String,
+        dataset: Arc<dyn Dataset>,
+        table_schema: SchemaRef,
+        projection: Vec<usize>,
+        roi: Roi,
+        roi_text: Option<String>,
+        parts: Vec<Vec<(usize, usize)>>,
+        batch_frames: usize,
+        limit: Option<usize>,
+    ) -> Self {
+        let schema = Arc::new(table_schema.project(&projection).expect("projection indices are valid"));
         TileScanExec {
             table,
             dataset,
@@ -78,13 +98,49 @@ impl TileScanExec {
             projection,
             roi: Arc::new(roi),
             roi_text,
-            parts,
             batch_frames: batch_frames.max(1),
             limit,
-            properties: Arc::new(properties),
+            properties: Self::properties_for(schema, parts.len()),
+            parts,
             metrics: ExecutionPlanMetricsSet::new(),
             pool: BufferPool::new(),
+            ids: None,
         }
+    }
+
+    fn properties_for(schema: SchemaRef, partitions: usize) -> Arc<PlanProperties> {
+        Arc::new(
+            PlanProperties::new(
+                EquivalenceProperties::new(schema),
+                Partitioning::UnknownPartitioning(partitions),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )
+            .with_scheduling_type(SchedulingType::Cooperative),
+        )
+    }
+
+    /// The scan for a cluster plan: with its partition-identity child (see [`TileScanExec`]).
+    pub(crate) fn with_partition_ids(mut self) -> Result<Self> {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new(PARTITION, DataType::Int64, false)]));
+        let partitions = (0..self.parts.len())
+            .map(|g| Ok(vec![RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![g as i64]))])?]))
+            .collect::<Result<Vec<_>>>()?;
+        let ids = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(&partitions, schema, None)?;
+        self.ids = Some(ids);
+        Ok(self)
+    }
+
+    /// This scan reading the partitions that `ids` names (decoded from a cluster plan).
+    pub(crate) fn with_ids(mut self, ids: Arc<dyn ExecutionPlan>) -> Self {
+        self.properties = Self::properties_for(
+            ExecutionPlan::schema(&self),
+            ids.properties().output_partitioning().partition_count(),
+        );
+        self.ids = Some(ids);
+        self
     }
 
     /// Frames this scan reads in all (its ROI, capped by a limit).
@@ -137,7 +193,11 @@ impl ExecutionPlan for TileScanExec {
         &self.properties
     }
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        self.ids.iter().collect()
+    }
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        // the identity child must keep its partitions as they are
+        vec![false; self.children().len()]
     }
     fn apply_expressions(
         &self,
@@ -145,14 +205,18 @@ impl ExecutionPlan for TileScanExec {
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        match (children.into_iter().next(), &self.ids) {
+            (Some(ids), Some(_)) => Ok(Arc::new(self.as_ref().clone().with_ids(ids))),
+            _ => Ok(self),
+        }
     }
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
         let rows = match partition {
+            Some(_) if self.ids.is_some() => return Ok(Arc::new(Statistics::new_unknown(&self.schema()))),
             Some(p) => self.parts.get(p).map(|r| r.iter().map(|x| x.1).sum()).unwrap_or(0),
             None => self.roi.count(),
         };
@@ -161,8 +225,35 @@ impl ExecutionPlan for TileScanExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let Some(ids) = &self.ids else { return self.stream(partition, partition, context) };
+        // a cluster plan: which scan partition this is comes from the identity child
+        let ids = ids.execute(partition, context.clone())?;
+        let this = self.clone();
+        let stream = futures::stream::once(async move {
+            use arrow::array::AsArray;
+            use futures::TryStreamExt;
+            let batches: Vec<RecordBatch> = ids.try_collect().await?;
+            let values: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())
+                .collect();
+            match values.as_slice() {
+                [g] if (*g as usize) < this.parts.len() => this.stream(*g as usize, partition, context),
+                _ => datafusion::common::internal_err!(
+                    "TileScanExec: output partition {partition} has partition ids {values:?}, expected one of 0..{}",
+                    this.parts.len()
+                ),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), futures::TryStreamExt::try_flatten(stream))))
+    }
+}
+
+impl TileScanExec {
+    /// The frames of scan partition `part`, as output partition `partition` (its metrics).
+    fn stream(&self, part: usize, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let schema = self.schema();
-        let mut runs = self.parts.get(partition).cloned().unwrap_or_default();
+        let mut runs = self.parts.get(part).cloned().unwrap_or_default();
         if let Some(limit) = self.limit {
             truncate_runs(&mut runs, limit);
         }

@@ -23,6 +23,11 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use std::sync::Arc;
 
+/// A session configuration extension: scans planned with it get a partition-identity child, so that
+/// a Ballista scheduler can give each task a slice of their partitions (see [`TileScanExec`]).
+#[derive(Debug, Default)]
+pub struct PartitionIds;
+
 /// Default size of one frame-stack batch.
 pub const DEFAULT_BATCH_BYTES: usize = 2 << 20;
 
@@ -62,6 +67,10 @@ impl TileTable {
     /// The table name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// The target size of one batch (frame stack) in bytes.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
     }
 }
 
@@ -108,7 +117,7 @@ impl TableProvider for TileTable {
         if align <= batch_frames {
             batch_frames = batch_frames / align * align;
         }
-        Ok(Arc::new(TileScanExec::new(
+        let scan = TileScanExec::new(
             self.name.clone(),
             self.dataset.clone(),
             self.schema.clone(),
@@ -118,7 +127,11 @@ impl TableProvider for TileTable {
             partitions,
             batch_frames,
             limit,
-        )))
+        );
+        if state.config().get_extension::<PartitionIds>().is_some() {
+            return Ok(Arc::new(scan.with_partition_ids()?));
+        }
+        Ok(Arc::new(scan))
     }
 }
 

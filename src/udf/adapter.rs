@@ -79,11 +79,18 @@ pub struct UdfAggregate {
     signature: Signature,
     udf: Arc<dyn ErasedUdf>,
     doc: datafusion::logical_expr::Documentation,
+    /// The metadata of the parameter fields (after the tile) of one call, as the SQL planner saw
+    /// it: literal parameters and `masks(...)` describe themselves in field metadata, which a plan
+    /// sent to another process (Ballista) does not keep; a call's aggregate carries it instead.
+    planned: Option<Arc<Vec<Metadata>>>,
 }
+
+/// A field's metadata.
+pub(crate) type Metadata = std::collections::HashMap<String, String>;
 
 impl PartialEq for UdfAggregate {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.udf.key() == other.udf.key()
+        self.name == other.name && self.udf.key() == other.udf.key() && self.planned == other.planned
     }
 }
 impl Eq for UdfAggregate {}
@@ -91,6 +98,13 @@ impl std::hash::Hash for UdfAggregate {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.name.hash(state);
         self.udf.key().hash(state);
+        if let Some(planned) = &self.planned {
+            for md in planned.iter() {
+                let mut entries: Vec<_> = md.iter().collect();
+                entries.sort();
+                entries.hash(state);
+            }
+        }
     }
 }
 
@@ -115,7 +129,23 @@ impl UdfAggregate {
         }
         let name = Udf::name(&udf).to_string();
         let doc = documentation(&name, udf.doc());
-        UdfAggregate { name, signature, udf: Arc::new(udf), doc }
+        UdfAggregate { name, signature, udf: Arc::new(udf), doc, planned: None }
+    }
+
+    /// This aggregate for one call whose parameter fields (after the tile) have this metadata.
+    pub(crate) fn with_planned(&self, planned: Vec<Metadata>) -> Self {
+        UdfAggregate {
+            name: self.name.clone(),
+            signature: self.signature.clone(),
+            udf: self.udf.clone(),
+            doc: self.doc.clone(),
+            planned: Some(Arc::new(planned)),
+        }
+    }
+
+    /// The parameter fields' metadata recorded at planning ([`UdfAggregate::with_planned`]).
+    pub(crate) fn planned(&self) -> Option<&[Metadata]> {
+        self.planned.as_deref().map(|v| v.as_slice())
     }
 
     /// Whether an aggregate function is a Tessera UDF.
@@ -166,6 +196,21 @@ impl UdfAggregate {
         values: Option<Vec<Option<ScalarValue>>>,
     ) -> Result<(Meta, Args, Vec<BufferDecl>, bool)> {
         let (first, params, has_nav) = self.split(fields)?;
+        // metadata recorded at planning fills in what a deserialised plan lost
+        let params: Vec<FieldRef> = match self.planned() {
+            Some(planned) => params
+                .iter()
+                .zip(planned.iter().map(Some).chain(std::iter::repeat(None)))
+                .map(|(f, md)| match md {
+                    Some(md) if !md.is_empty() && f.metadata().is_empty() => {
+                        Arc::new(f.as_ref().clone().with_metadata(md.clone()))
+                    }
+                    _ => f.clone(),
+                })
+                .collect(),
+            None => params.to_vec(),
+        };
+        let params = params.as_slice();
         let Some((geometry, dataset)) = tile_geometry(first) else {
             return plan_err!(
                 "{} expects a tile column (arrow.fixed_shape_tensor from a Tessera dataset table), got \
@@ -245,6 +290,12 @@ impl UdfAggregate {
         let mut p = params.clone();
         if p.args.len() >= 2 && is_nav_index(&p.args[p.args.len() - 1]) {
             p.args.pop();
+        }
+        // literal parameters by their value alone (the planner's marker metadata is not part of the name)
+        for arg in p.args.iter_mut() {
+            if let Expr::Literal(v, Some(_)) = arg {
+                *arg = Expr::Literal(v.clone(), None);
+            }
         }
         p
     }

@@ -27,6 +27,8 @@ mod results;
 mod rewrite;
 pub(crate) mod simd;
 
+#[cfg(feature = "ballista")]
+pub(crate) use adapter::Metadata;
 pub use adapter::{UdfAggregate, aggregate};
 pub use buffers::{BufferDecl, Buffers, Kind, Views};
 pub use map::{Map, map};

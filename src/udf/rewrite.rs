@@ -11,9 +11,10 @@ use datafusion::common::ExprSchema;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
+use datafusion::logical_expr::{AggregateUDF, Expr, ExprSchemable};
+use std::sync::Arc;
 
 /// Field metadata key under which a UDF call's literal parameter carries its value (as text), so that
 /// the aggregate's `return_field` — which sees argument fields, not values — can use it.
@@ -58,30 +59,46 @@ impl FunctionRewrite for NavIndexRewrite {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = &expr else {
             return Ok(Transformed::no(expr));
         };
-        if !UdfAggregate::is_tessera(func) {
+        let inner: &dyn std::any::Any = func.inner().as_ref();
+        let Some(agg) = inner.downcast_ref::<UdfAggregate>() else {
             return Ok(Transformed::no(expr));
-        }
-        if params.args.last().is_some_and(is_nav_index) {
-            UdfAggregate::validate_call(func, &params.args, schema)?;
-            return Ok(Transformed::no(expr));
-        }
+        };
         UdfAggregate::validate_call(func, &params.args, schema)?;
-        let Some(Expr::Column(tile)) = params.args.first() else { return Ok(Transformed::no(expr)) };
-        let Ok(field) = schema.field_from_column(tile) else { return Ok(Transformed::no(expr)) };
-        if tile_geometry(field).is_none() {
+        let has_nav = params.args.last().is_some_and(is_nav_index);
+        let tile_nav = match params.args.first() {
+            Some(Expr::Column(tile)) if !has_nav => nav_index_beside(tile, schema),
+            _ => None,
+        };
+        if agg.planned().is_some() && tile_nav.is_none() {
             return Ok(Transformed::no(expr));
         }
-        let candidate = Column::new(tile.relation.clone(), "nav_index");
-        let nav = if schema.has_column(&candidate) {
-            candidate
-        } else {
-            match schema.qualified_field_with_unqualified_name("nav_index") {
-                Ok((q, f)) => Column::new(q.cloned(), f.name()),
-                Err(_) => return Ok(Transformed::no(expr)),
+        let mut params = params.clone();
+        // the call's parameter metadata travels with its aggregate (see UdfAggregate::with_planned)
+        let func = match agg.planned() {
+            Some(_) => func.clone(),
+            None => {
+                let planned = params.args[1..params.args.len() - usize::from(has_nav)]
+                    .iter()
+                    .map(|a| a.to_field(schema).map(|(_, f)| f.metadata().clone()))
+                    .collect::<Result<Vec<_>>>()?;
+                Arc::new(AggregateUDF::from(agg.with_planned(planned)))
             }
         };
-        let mut params = params.clone();
-        params.args.push(Expr::Column(nav));
-        Ok(Transformed::yes(Expr::AggregateFunction(AggregateFunction { func: func.clone(), params })))
+        if let Some(nav) = tile_nav {
+            params.args.push(Expr::Column(nav));
+        }
+        Ok(Transformed::yes(Expr::AggregateFunction(AggregateFunction { func, params })))
     }
+}
+
+/// The `nav_index` column of the table a tile column comes from, if the tile is a Tessera tile.
+fn nav_index_beside(tile: &Column, schema: &DFSchema) -> Option<Column> {
+    let field = schema.field_from_column(tile).ok()?;
+    tile_geometry(field)?;
+    let candidate = Column::new(tile.relation.clone(), "nav_index");
+    if schema.has_column(&candidate) {
+        return Some(candidate);
+    }
+    let (q, f) = schema.qualified_field_with_unqualified_name("nav_index").ok()?;
+    Some(Column::new(q.cloned(), f.name()))
 }
