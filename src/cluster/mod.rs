@@ -1,5 +1,5 @@
 //! Scale out on Apache DataFusion Ballista: the same SQL, run by a Ballista scheduler and its
-//! executors (cargo feature `ballista`, on by default).
+//! executors (cargo feature `ballista`, off by default).
 //!
 //! - [`run_scheduler`] and [`run_executor`] start the two kinds of server with Tessera registered
 //!   (`tessera scheduler`, `tessera executor` on the command line).
