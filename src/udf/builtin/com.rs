@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, simd};
+use crate::udf::{Args, Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, same_type, simd};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -332,21 +332,28 @@ simd::multiversion! {
     }
 }
 
-/// `(Σ v_j, Σ j · v_j)` over a slice, in 8 independent lanes (vectorises).
+/// `(Σ v_j, Σ j · v_j)` over a slice, in 8 independent lanes (vectorises); 8- and 16-bit counts
+/// exactly, in integer lanes.
 #[inline(always)]
 fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
+    if let Some(v) = same_type::<T, u16>(xs) {
+        return sum_and_moment_int(v);
+    }
+    if let Some(v) = same_type::<T, u8>(xs) {
+        return sum_and_moment_int(v);
+    }
     let (mut s, mut m) = ([0f64; 8], [0f64; 8]);
     let chunks = xs.chunks_exact(8);
     let rest = chunks.remainder();
-    let mut base = 0f64;
-    for c in chunks {
+    for (c, chunk) in chunks.enumerate() {
+        let base = (c * 8) as f64;
         for k in 0..8 {
-            let v = c[k].to_f64();
+            let v = chunk[k].to_f64();
             s[k] += v;
             m[k] += v * (base + k as f64);
         }
-        base += 8.0;
     }
+    let base = (xs.len() - rest.len()) as f64;
     let (mut s, mut m): (f64, f64) = (s.iter().sum(), m.iter().sum());
     for (k, &v) in rest.iter().enumerate() {
         let v = v.to_f64();
@@ -354,6 +361,20 @@ fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
         m += v * (base + k as f64);
     }
     (s, m)
+}
+
+/// [`sum_and_moment`] of small unsigned integers in u64 lanes: exact (`j · v < 2^32` for runs up to
+/// 65536 pixels, summed in 64 bits).
+#[inline(always)]
+fn sum_and_moment_int<T: SmallUint>(xs: &[T]) -> (f64, f64) {
+    // a plain loop with integer reductions: the compiler vectorises it (integer adds reassociate)
+    let (mut s, mut m) = (0u64, 0u64);
+    for (j, &v) in xs.iter().enumerate() {
+        let v: u32 = v.into();
+        s += v as u64;
+        m += v as u64 * j as u64;
+    }
+    (s as f64, m as f64)
 }
 
 #[cfg(test)]
@@ -367,11 +388,17 @@ mod tests {
         let runs: Vec<Run> = (0..30u32).map(|y| (y * 40 + y / 2, 3 + y / 2, y as f64, (y / 2) as f64)).collect();
         let v = test_values(5 * 1200, 3000);
         let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.25).collect();
-        let got = same_at_every_level(|| {
-            let mut out = vec![0.0; 15];
+        let u: Vec<u16> = v.iter().map(|&x| x as u16 * 20).collect();
+        let (got, got_u) = same_at_every_level(|| {
+            let (mut out, mut out_u) = (vec![0.0; 15], vec![0.0; 15]);
             moments(&runs, &f, 1200, &mut out);
-            out
+            moments(&runs, &u, 1200, &mut out_u);
+            (out, out_u)
         });
+        // the integer path is exact: 80 × (the f32 path's values, exact in f64 here)
+        for (a, b) in got_u.iter().zip(&got) {
+            assert_eq!(*a, b * 80.0);
+        }
         for (k, res) in got.chunks(3).enumerate() {
             let frame = &f[k * 1200..(k + 1) * 1200];
             let mut want = [0.0; 3];
