@@ -339,6 +339,7 @@ fn main() -> ExitCode {
                 bind_host: bind.clone(),
                 port: *port,
                 executor_timeout_seconds: *executor_timeout,
+                udfs: Vec::new(),
             };
             server(tessera::cluster::run_scheduler(&options, |addr| {
                 use std::io::Write;
@@ -369,6 +370,7 @@ fn main() -> ExitCode {
                     concurrent_tasks: concurrent_tasks.unwrap_or(defaults.concurrent_tasks),
                     work_dir: work_dir.clone(),
                     heartbeat_seconds: *heartbeat,
+                    udfs: Vec::new(),
                 };
                 server(tessera::cluster::run_executor(&options))
             }

@@ -14,6 +14,9 @@
 //!   cannot open a file fails the query with an error that names the table, the host and the file.
 //! - Only file-backed (and synthetic) datasets run remotely; `roi_mask` and `aux` read registries that
 //!   live in the client process and are local-only.
+//! - UDFs of your own run on a cluster whose scheduler and executors know them: a program of yours
+//!   calls [`run_scheduler`] / [`run_executor`] with them in [`SchedulerOptions::udfs`] /
+//!   [`ExecutorOptions::udfs`] (the `tessera` binary knows the built-ins).
 
 mod codec;
 
@@ -55,9 +58,12 @@ pub fn client_config() -> SessionConfig {
 
 /// A DataFusion session state with Tessera registered, from a configuration (what the scheduler
 /// plans with and the executors look functions up in).
-fn tessera_state(config: SessionConfig) -> Result<SessionState> {
+fn tessera_state(config: SessionConfig, udfs: &[AggregateUDF]) -> Result<SessionState> {
     let mut ctx = SessionContext::new_with_config(config);
     crate::register(&mut ctx)?;
+    for udf in udfs {
+        ctx.register_udaf(udf.clone());
+    }
     Ok(ctx.state())
 }
 
@@ -70,11 +76,14 @@ pub struct SchedulerOptions {
     pub port: u16,
     /// Seconds without a heartbeat after which an executor counts as lost and its tasks run elsewhere.
     pub executor_timeout_seconds: u64,
+    /// UDFs of your own ([`aggregate`](crate::udf::aggregate)) besides the built-ins; the executors
+    /// need the same ones.
+    pub udfs: Vec<AggregateUDF>,
 }
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
-        SchedulerOptions { bind_host: "127.0.0.1".into(), port: 50050, executor_timeout_seconds: 30 }
+        SchedulerOptions { bind_host: "127.0.0.1".into(), port: 50050, executor_timeout_seconds: 30, udfs: Vec::new() }
     }
 }
 
@@ -85,7 +94,7 @@ pub async fn run_scheduler(options: &SchedulerOptions, ready: impl FnOnce(Socket
         Error::Cluster(format!("scheduler: cannot listen on {}:{}: {e}", options.bind_host, options.port))
     })?;
     let addr = listener.local_addr().map_err(|e| Error::Cluster(format!("scheduler: {e}")))?;
-    let (logical, physical) = codecs([]);
+    let (logical, physical) = codecs(options.udfs.clone());
     let mut config =
         SchedulerConfig { bind_host: options.bind_host.clone(), bind_port: addr.port(), ..Default::default() };
     config.external_host = if options.bind_host == "0.0.0.0" { hostname() } else { options.bind_host.clone() };
@@ -94,8 +103,9 @@ pub async fn run_scheduler(options: &SchedulerOptions, ready: impl FnOnce(Socket
     config.expire_dead_executor_interval_seconds = 1;
     config.no_executors_grace_period_seconds = options.executor_timeout_seconds.max(2);
     // the scheduler plans scans with partition identities, so that it can slice them into tasks
-    config.override_session_builder = Some(Arc::new(|config: SessionConfig| {
-        tessera_state(config.with_extension(Arc::new(crate::scan::PartitionIds)))
+    let udfs = options.udfs.clone();
+    config.override_session_builder = Some(Arc::new(move |config: SessionConfig| {
+        tessera_state(config.with_extension(Arc::new(crate::scan::PartitionIds)), &udfs)
             .map_err(datafusion::error::DataFusionError::from)
     }));
     config.override_logical_codec = Some(logical);
@@ -130,6 +140,8 @@ pub struct ExecutorOptions {
     pub work_dir: Option<String>,
     /// Seconds between heartbeats to the scheduler.
     pub heartbeat_seconds: u64,
+    /// UDFs of your own besides the built-ins (the scheduler's [`SchedulerOptions::udfs`]).
+    pub udfs: Vec<AggregateUDF>,
 }
 
 impl Default for ExecutorOptions {
@@ -144,6 +156,7 @@ impl Default for ExecutorOptions {
             concurrent_tasks: std::thread::available_parallelism().map_or(1, |n| n.get()),
             work_dir: None,
             heartbeat_seconds: 5,
+            udfs: Vec::new(),
         }
     }
 }
@@ -151,8 +164,8 @@ impl Default for ExecutorOptions {
 /// Runs a Ballista executor with Tessera registered until the process ends (or the scheduler
 /// stops it).
 pub async fn run_executor(options: &ExecutorOptions) -> Result<()> {
-    let (logical, physical) = codecs([]);
-    let registry = BallistaFunctionRegistry::from(&tessera_state(SessionConfig::new())?);
+    let (logical, physical) = codecs(options.udfs.clone());
+    let registry = BallistaFunctionRegistry::from(&tessera_state(SessionConfig::new(), &options.udfs)?);
     let external_host = options
         .external_host
         .clone()
@@ -188,4 +201,44 @@ pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::udf::{Buffers, Meta, Tile, Udf, Views, aggregate};
+    use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+
+    /// A UDF of a user's own.
+    #[derive(Clone, Debug)]
+    struct Brightest;
+    impl Udf for Brightest {
+        fn name(&self) -> &str {
+            "udf_brightest"
+        }
+        fn buffers(&self, _meta: &Meta) -> Result<Buffers> {
+            Ok(Buffers::new().nav("max", crate::dataset::DType::F64))
+        }
+        fn process_tile<T: crate::dataset::Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> Result<()> {
+            for (o, f) in out.nav("max").iter_mut().zip(tile.frames()) {
+                *o = f.iter().map(|v| v.to_f64()).fold(f64::MIN, f64::max);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_users_udf_travels_by_name_with_its_parameters() {
+        let md = [("k".to_string(), "v".to_string())].into_iter().collect();
+        let udaf = AggregateUDF::from(crate::udf::UdfAggregate::new(Brightest).with_planned(vec![md]));
+        let (_, physical) = codecs([aggregate(Brightest)]);
+        let mut buf = Vec::new();
+        physical.try_encode_udaf(&udaf, &mut buf).unwrap();
+        let back = physical.try_decode_udaf("udf_brightest", &buf).unwrap();
+        assert_eq!(back.as_ref(), &udaf, "the same call, parameters included");
+        // a codec that does not know it says so
+        let (_, builtins_only) = codecs([]);
+        let err = builtins_only.try_decode_udaf("udf_brightest", &buf).unwrap_err().to_string();
+        assert!(err.contains("udf_brightest") && err.contains("not registered"), "{err}");
+    }
 }
