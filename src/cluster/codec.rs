@@ -233,7 +233,7 @@ impl PhysicalExtensionCodec for PhysicalCodec {
                         roi.set(i, true);
                     }
                 }
-                let scan = TileScanExec::from_parts(
+                let scan = TileScanExec::new(
                     msg.table,
                     ds,
                     table_schema,

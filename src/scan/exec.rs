@@ -61,25 +61,9 @@ pub struct TileScanExec {
 const PARTITION: &str = "partition";
 
 impl TileScanExec {
+    /// The scan of `roi`'s frames split into `parts` (runs of frames for each partition).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        table: String,
-        dataset: Arc<dyn Dataset>,
-        table_schema: SchemaRef,
-        projection: Vec<usize>,
-        roi: Roi,
-        roi_text: Option<String>,
-        partitions: usize,
-        batch_frames: usize,
-        limit: Option<usize>,
-    ) -> Self {
-        let parts = roi.split_aligned(partitions, dataset.frame_alignment());
-        Self::from_parts(table, dataset, table_schema, projection, roi, roi_text, parts, batch_frames, limit)
-    }
-
-    /// The scan with its partitions given (as planned elsewhere): runs of frames for each.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn from_parts(
         table: String,
         dataset: Arc<dyn Dataset>,
         table_schema: SchemaRef,

@@ -117,6 +117,7 @@ impl TableProvider for TileTable {
         if align <= batch_frames {
             batch_frames = batch_frames / align * align;
         }
+        let parts = roi.split_aligned(partitions, align);
         let scan = TileScanExec::new(
             self.name.clone(),
             self.dataset.clone(),
@@ -124,7 +125,7 @@ impl TableProvider for TileTable {
             projection,
             roi,
             roi_text,
-            partitions,
+            parts,
             batch_frames,
             limit,
         );

@@ -259,9 +259,7 @@ impl<'a, T: Pixel> Tile<'a, T> {
     }
     /// Writes the sum of each frame into `out` (one value per frame).
     pub fn sum_each_frame_into(&self, out: &mut [f64]) {
-        for (o, frame) in out.iter_mut().zip(self.frames()) {
-            *o += sum_f64(frame);
-        }
+        sum_each_frame(self.data, self.sig_size(), out)
     }
 }
 
@@ -318,6 +316,15 @@ pub fn same_type<T: Pixel, U: Pixel>(xs: &[T]) -> Option<&[U]> {
     // SAFETY: Pixel is implemented for ten primitive types with distinct DTYPEs, so equal DTYPEs
     // mean T and U are the same type: same size, alignment and valid bit patterns.
     (T::DTYPE == U::DTYPE).then(|| unsafe { std::slice::from_raw_parts(xs.as_ptr() as *const U, xs.len()) })
+}
+
+simd::multiversion! {
+    /// Adds the sum of each frame (`sig_size` pixels, consecutive in `data`) to its entry of `out`.
+    fn sum_each_frame<T: Pixel>(data: &[T], sig_size: usize, out: &mut [f64]) {
+        for (o, frame) in out.iter_mut().zip(data.chunks_exact(sig_size.max(1))) {
+            *o += sum_f64_inline(frame);
+        }
+    }
 }
 
 simd::multiversion! {

@@ -30,7 +30,7 @@ impl Udf for LogSum {
     }
     fn process_tile<T: Pixel>(&mut self, tile: &Tile<'_, T>, out: &mut Views<'_>) -> crate::Result<()> {
         let frames: Vec<&[T]> = tile.frames().collect();
-        let mins: Vec<f64> = frames.iter().map(|f| min_f64(f)).collect();
+        let mins = frame_mins(&frames);
         let out = out.sig("logsum");
         // block by block of pixels, so that the block's sums stay in L1 while every frame passes
         const BLOCK: usize = 512;
@@ -70,20 +70,26 @@ simd::multiversion! {
 }
 
 simd::multiversion! {
-    /// The smallest pixel of a frame as f64 (NaN pixels are skipped, as `f64::min` does).
-    fn min_f64<T: Pixel>(xs: &[T]) -> f64 {
-        let mut lanes = [f64::INFINITY; 8];
-        let chunks = xs.chunks_exact(8);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for k in 0..8 {
-                let x = c[k].to_f64();
-                // a compare-and-select (vectorises); NaN compares false and is skipped
-                lanes[k] = if x < lanes[k] { x } else { lanes[k] };
-            }
-        }
-        rest.iter().map(|v| v.to_f64()).chain(lanes).fold(f64::INFINITY, f64::min)
+    /// The smallest pixel of each frame.
+    fn frame_mins<T: Pixel>(frames: &[&[T]]) -> Vec<f64> {
+        frames.iter().map(|f| min_f64(f)).collect()
     }
+}
+
+/// The smallest pixel of a frame as f64 (NaN pixels are skipped, as `f64::min` does).
+#[inline(always)]
+fn min_f64<T: Pixel>(xs: &[T]) -> f64 {
+    let mut lanes = [f64::INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            let x = c[k].to_f64();
+            // a compare-and-select (vectorises); NaN compares false and is skipped
+            lanes[k] = if x < lanes[k] { x } else { lanes[k] };
+        }
+    }
+    rest.iter().map(|v| v.to_f64()).chain(lanes).fold(f64::INFINITY, f64::min)
 }
 
 /// `ln(x)` for `x ≥ 1` in float32 (and NaN, +∞), branch-free: the method of [`ln_from_one`] with
@@ -173,7 +179,7 @@ mod tests {
         let d: Vec<f64> = f.iter().map(|&x| x as f64).collect();
         {
             let (frames, data) = (u.chunks(700).collect::<Vec<_>>(), &u);
-            let mins = same_at_every_level(|| frames.iter().map(|f| min_f64(f)).collect::<Vec<_>>());
+            let mins = same_at_every_level(|| frame_mins(&frames));
             assert_eq!(mins[0], data[..700].iter().copied().min().unwrap() as f64);
             let got = same_at_every_level(|| {
                 let mut out = vec![0.0; 600];
@@ -184,7 +190,7 @@ mod tests {
             assert!((got[0] - want).abs() < 1e-9 * want.abs());
         }
         let (ff, fd): (Vec<&[f32]>, Vec<&[f64]>) = (f.chunks(700).collect(), d.chunks(700).collect());
-        let mins = same_at_every_level(|| ff.iter().map(|f| min_f64(f)).collect::<Vec<_>>());
+        let mins = same_at_every_level(|| frame_mins(&ff));
         let (gf, gd) = same_at_every_level(|| {
             let (mut a, mut b) = (vec![0.0; 700], vec![0.0; 700]);
             logsum_block(&ff, &mins, 0, &mut a);
