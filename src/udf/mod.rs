@@ -272,8 +272,16 @@ simd::multiversion! {
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let mut acc = [0f64; BLOCK];
             let acc = &mut acc[..out.len()];
-            for frame in frames {
-                for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
+            let px = b * BLOCK..b * BLOCK + out.len();
+            let mut quads = frames.chunks_exact(4);
+            for q in &mut quads {
+                let (f0, f1, f2, f3) = (&q[0][px.clone()], &q[1][px.clone()], &q[2][px.clone()], &q[3][px.clone()]);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a += (f0[i].to_f64() + f1[i].to_f64()) + (f2[i].to_f64() + f3[i].to_f64());
+                }
+            }
+            for frame in quads.remainder() {
+                for (a, &x) in acc.iter_mut().zip(&frame[px.clone()]) {
                     *a += x.to_f64();
                 }
             }
@@ -297,8 +305,17 @@ simd::multiversion! {
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let mut acc = [0u32; BLOCK];
             let acc = &mut acc[..out.len()];
-            for frame in frames {
-                for (a, &x) in acc.iter_mut().zip(&frame[b * BLOCK..b * BLOCK + out.len()]) {
+            let px = b * BLOCK..b * BLOCK + out.len();
+            // four frames per pass over the block's sums: a quarter of the loads and stores of them
+            let mut quads = frames.chunks_exact(4);
+            for q in &mut quads {
+                let (f0, f1, f2, f3) = (&q[0][px.clone()], &q[1][px.clone()], &q[2][px.clone()], &q[3][px.clone()]);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a += (f0[i].into() + f1[i].into()) + (f2[i].into() + f3[i].into());
+                }
+            }
+            for frame in quads.remainder() {
+                for (a, &x) in acc.iter_mut().zip(&frame[px.clone()]) {
                     *a += x.into();
                 }
             }
