@@ -250,6 +250,35 @@ pub struct MaskStack {
     /// The runs of all masks in frame order `(first pixel, length, mask)`: one sequential pass over
     /// the frame serves every mask.
     pub ordered_runs: Vec<(u32, u32, u32)>,
+    /// Frame width (pixels per row); the whole frame where the stack was made without a shape.
+    pub(crate) width: usize,
+    /// Per binary mask, its vertical runs (a column, consecutive rows) as `(start, end)` indices into
+    /// a [`column_prefix`] of a frame: a run sums to `prefix[end] - prefix[start]`.
+    pub(crate) column_runs: Vec<Vec<(u32, u32)>>,
+}
+
+/// Running sums down the columns of a frame (`width` pixels per row), each pixel converted by `conv`:
+/// `out[r·width + c]` = sum of rows `0..r` of column `c`, for `r` in `0..=rows`. One vector add per
+/// row (no chain of dependent additions, unlike a running sum along the frame); for integer sums,
+/// where a run's sum is the exact difference of two entries.
+#[inline(always)]
+pub(crate) fn column_prefix<T: Copy, A: Copy + Default + std::ops::Add<Output = A>>(
+    frame: &[T],
+    width: usize,
+    out: &mut Vec<A>,
+    conv: impl Fn(T) -> A,
+) {
+    let width = width.max(1);
+    if out.len() != frame.len() + width {
+        out.clear();
+        out.resize(frame.len() + width, A::default()); // row 0 stays 0
+    }
+    for (r, row) in frame.chunks_exact(width).enumerate() {
+        let (above, below) = out.split_at_mut((r + 1) * width);
+        for ((o, &a), &x) in below[..width].iter_mut().zip(&above[r * width..]).zip(row) {
+            *o = a + conv(x);
+        }
+    }
 }
 
 impl MaskStack {
@@ -263,7 +292,7 @@ impl MaskStack {
         for s in specs {
             s.rasterize(sig, &mut dense)?;
         }
-        Ok(Self::from_dense(dense, sig.size()))
+        Ok(Self::from_dense_rows(dense, sig.size(), sig.dims()[1]))
     }
 
     /// [`MaskStack::build`], reusing a recent stack of the same specs and frame shape: planning and
@@ -291,6 +320,11 @@ impl MaskStack {
 
     /// A stack from dense weights (`n × sig_size`), e.g. masks computed in Rust.
     pub fn from_dense(dense: Vec<f32>, sig_size: usize) -> Self {
+        Self::from_dense_rows(dense, sig_size, sig_size)
+    }
+
+    /// [`MaskStack::from_dense`] for frames of rows of `width` pixels.
+    fn from_dense_rows(dense: Vec<f32>, sig_size: usize, width: usize) -> Self {
         let n = dense.len() / sig_size.max(1);
         let nonzero = dense.iter().filter(|v| **v != 0.0).count();
         let sparse = (nonzero * 4 <= dense.len()).then(|| {
@@ -322,7 +356,31 @@ impl MaskStack {
             .flat_map(|(m, r): (usize, &Vec<(u32, u32)>)| r.iter().map(move |&(p, l)| (p, l, m as u32)))
             .collect();
         ordered_runs.sort_unstable();
-        MaskStack { n, sig_size, dense, sparse, runs, ordered_runs }
+        let width = if width > 0 && sig_size.is_multiple_of(width) { width } else { sig_size.max(1) };
+        let mut column_runs = Vec::new();
+        if binary {
+            for mask in dense.chunks_exact(sig_size.max(1)) {
+                let mut runs = Vec::new();
+                for c in 0..width {
+                    // rows r0..r1 of column c set: prefix indices r0·width + c and r1·width + c
+                    let mut start = None;
+                    for r in 0..=sig_size / width {
+                        let on = r < sig_size / width && mask[r * width + c] == 1.0;
+                        match (on, start) {
+                            (true, None) => start = Some(r),
+                            (false, Some(r0)) => {
+                                runs.push(((r0 * width + c) as u32, (r * width + c) as u32));
+                                start = None;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                runs.sort_unstable();
+                column_runs.push(runs);
+            }
+        }
+        MaskStack { n, sig_size, dense, sparse, runs, ordered_runs, width, column_runs }
     }
 }
 
