@@ -2,9 +2,9 @@
 
 Runs inside the LiberTEM venv that benches/compare.sh makes, with the peer folder (a writable copy of
 ../shared/peer: make_data.py, peer_common.py, bench_membw) on sys.path. For every dataset and case,
-REPS interleaved repetitions of: Tessera (`tessera sql --timing`, release build, the SQL a user would
-write; the query's wall time, planning included, process start excluded as LiberTEM's context start
-is) and LiberTEM (`ctx.run_udf` with each executor; the best executor's median is reported). The
+REPS interleaved repetitions of: Tessera (`tessera sql --timing --repeat 2`, release build, the SQL a
+user would write; the second run's wall time, planning included, as LiberTEM's first run in a process
+and its context start are excluded; the first run is reported beside it) and LiberTEM (`ctx.run_udf` with each executor; the best executor's median is reported). The
 file-read limit is the faster of bench_membw's 2-thread pread and 2-thread mmap+sum of the same file,
 measured in the same run. GB/s = bytes of the frames read / wall time (1 GB = 1e9 B).
 
@@ -53,15 +53,35 @@ def tessera_case_sql(name, nav, sig, dtype, path):
 
 
 def run_tessera(tessera, spec, query):
-    """(query seconds, peak RSS MiB) of one `tessera sql` process."""
-    cmd = ["/usr/bin/time", "-f", "%M", tessera, "sql", "--partitions", "2", "--timing", "-t", spec, query]
+    """(warm query seconds, first query seconds, peak RSS MiB) of one `tessera sql` process that runs
+    the query twice: the second run is timed as LiberTEM's are (its first run in a process, which pays
+    for loading code, is excluded); the first is kept as the cold figure."""
+    cmd = ["/usr/bin/time", "-f", "%M", tessera, "sql", "--partitions", "2", "--timing", "--repeat", "2",
+           "-t", spec, query]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"tessera failed: {p.stderr[-2000:]}")
     lines = p.stderr.strip().splitlines()
-    secs = next(float(l.split()[1]) for l in lines if l.startswith("query_seconds"))
+    secs = [float(l.split()[1]) for l in lines if l.startswith("query_seconds")]
     rss_kib = int(lines[-1])
-    return secs, rss_kib / 1024
+    return secs[-1], secs[0], rss_kib / 1024
+
+
+def startup(tessera, peer, reps):
+    """Process start to printed result of `tessera sql` on the `small` file, median of `reps` (ms)."""
+    import peer_common as pc
+    meta = pc.load_meta("small", os.path.join(peer, "data"))
+    nav, sig = tuple(meta["nav_shape"]), tuple(meta["sig_shape"])
+    spec = f"s={meta['path']},format=raw,nav={nav[0]}x{nav[1]},sig={sig[0]}x{sig[1]},dtype={meta['dtype']}"
+    out = {}
+    for udf in ["udf_sum", "udf_sum_sig", "udf_stddev"]:
+        times = []
+        for _ in range(reps + 1):
+            t = time.perf_counter()
+            subprocess.run([tessera, "sql", "-t", spec, f"SELECT {udf}(tile) FROM s"], check=True, capture_output=True)
+            times.append(time.perf_counter() - t)
+        out[udf] = statistics.median(times[1:]) * 1e3
+    return out
 
 
 def limits(membw, path, dtype):
@@ -83,6 +103,7 @@ def main():
     ap.add_argument("--executors", default="threads,dask,inline1")
     ap.add_argument("--membw", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--startup", action="store_true", help="also time process start to result on `small`")
     args = ap.parse_args()
     sys.path.insert(0, args.peer)
     import numpy as np
@@ -104,7 +125,7 @@ def main():
         for ex in args.executors.split(","):
             ctx, _ = pc.make_context(ex)
             contexts[ex] = (ctx, pc.load_dataset(ctx, meta))
-        times = {c: {"tessera": [], "rss": [], **{ex: [] for ex in contexts}} for c in sql}
+        times = {c: {"tessera": [], "cold": [], "rss": [], **{ex: [] for ex in contexts}} for c in sql}
         for case in sql:  # warm-up, untimed (LiberTEM's numba JIT, Tessera's first process)
             run_tessera(args.tessera, spec, sql[case])
             factory, roi = lt_cases[case]
@@ -112,8 +133,9 @@ def main():
                 ctx.run_udf(dataset=ds, udf=factory(), roi=roi)
         for rep in range(args.reps):
             for case in sql:
-                secs, rss = run_tessera(args.tessera, spec, sql[case])
+                secs, cold, rss = run_tessera(args.tessera, spec, sql[case])
                 times[case]["tessera"].append(secs)
+                times[case]["cold"].append(cold)
                 times[case]["rss"].append(rss)
                 factory, roi = lt_cases[case]
                 for ex, (ctx, ds) in contexts.items():
@@ -131,29 +153,39 @@ def main():
                 frames = int(pc.roi_quarter(nav).sum())
             nbytes = frames * frame_bytes
             t_med = statistics.median(times[case]["tessera"])
+            c_med = statistics.median(times[case]["cold"])
             best_ex = min(contexts, key=lambda ex: statistics.median(times[case][ex]))
             l_med = statistics.median(times[case][best_ex])
             rows.append({
                 "dataset": name, "case": case, "bytes": nbytes, "tessera_s": t_med, "libertem_s": l_med,
                 "libertem_executor": best_ex, "tessera_GBps": nbytes / t_med / 1e9,
+                "tessera_first_query_s": c_med, "tessera_first_query_GBps": nbytes / c_med / 1e9,
                 "libertem_GBps": nbytes / l_med / 1e9, "ratio": l_med / t_med,
                 "limit_GBps": limit, "pread_GBps": pread, "mmap_GBps": mmap,
                 "fraction_of_limit": nbytes / t_med / 1e9 / limit, "tessera_peak_rss_MiB": max(times[case]["rss"]),
             })
+    starts = startup(args.tessera, args.peer, args.reps) if args.startup else None
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"cases": rows, "startup_ms": starts}, f, indent=1)
     print(f"medians of {args.reps} interleaved repetitions; GB/s of frames read; limit = max(2-thread pread, "
-          "2-thread mmap+sum) of the same file, this run\n")
-    print("| dataset | case | Tessera GB/s | LiberTEM GB/s (executor) | ratio | Tessera / limit | Tessera peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+          "2-thread mmap+sum) of the same file, this run. Tessera: the second run of the query in its process "
+          "(LiberTEM's first run in a process is excluded too); 'first query': the first run, which also loads "
+          "the program's code\n")
+    print("| dataset | case | Tessera GB/s | LiberTEM GB/s (executor) | ratio | Tessera / limit | "
+          "Tessera first query | Tessera peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         lat = r["case"] == "pick"
         tg = f"{r['tessera_s'] * 1e3:.1f} ms" if lat else f"{r['tessera_GBps']:.2f}"
+        cg = f"{r['tessera_first_query_s'] * 1e3:.1f} ms" if lat else f"{r['tessera_first_query_GBps']:.2f}"
         lg = f"{r['libertem_s'] * 1e3:.1f} ms" if lat else f"{r['libertem_GBps']:.2f}"
         frac = "" if lat else "%.0f %% of %.1f" % (r["fraction_of_limit"] * 100, r["limit_GBps"])
         print(f"| {r['dataset']} | {r['case']} | {tg} | {lg} ({r['libertem_executor']}) | {r['ratio']:.2f}× "
-              f"| {frac} | {r['tessera_peak_rss_MiB']:.0f} MiB |")
+              f"| {frac} | {cg} | {r['tessera_peak_rss_MiB']:.0f} MiB |")
+    if starts:
+        print("\n`tessera sql` on small (1 MiB), process start to printed result, median: "
+              + ", ".join(f"{u} {ms:.1f} ms" for u, ms in starts.items()))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ if [ ! -x "$peer/.venv/bin/python" ] || ! cmp -s "$src/requirements-lock.txt" "$
   cp "$src/requirements-lock.txt" "$peer/.venv/.installed"
 fi
 py="$PWD/$peer/.venv/bin/python"
-(cd "$peer" && "$py" make_data.py "${datasets[@]}")
+(cd "$peer" && "$py" make_data.py small "${datasets[@]}")
 gcc -O3 -march=native -fopenmp -o "$peer/bench_membw" "$peer/bench_membw.c"
 cargo build --release --bin tessera
 "$py" benches/compare.py "$peer" target/release/tessera "${datasets[@]}" --reps "${REPS:-5}" \
-  --membw "$peer/bench_membw" --json "target/compare.json"
+  --membw "$peer/bench_membw" --json "target/compare.json" --startup

@@ -37,6 +37,10 @@ enum Command {
         /// Print the query's wall time (planning and execution, not process start) to stderr.
         #[arg(long)]
         timing: bool,
+        /// Run the query this many times in the same process (with --timing: a time per run; the
+        /// first run also pays for loading the program's code, the later ones show a warm process).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: usize,
         /// Run on a Ballista cluster: its scheduler, df://HOST:PORT (see `tessera scheduler`).
         #[cfg(feature = "ballista")]
         #[arg(long, value_name = "URL")]
@@ -134,20 +138,24 @@ struct SqlArgs<'a> {
     partitions: Option<usize>,
     out: Option<&'a Path>,
     timing: bool,
+    repeat: usize,
     cluster: Option<&'a str>,
     query: &'a str,
 }
 
 async fn sql(args: SqlArgs<'_>, exec: &Handle) -> tessera::Result<()> {
-    let SqlArgs { tables, partitions, out, timing, cluster, query } = args;
+    let SqlArgs { tables, partitions, out, timing, repeat, cluster, query } = args;
     let ctx = context(partitions, cluster).await?;
     for t in tables {
         ctx.register_table_arg(t)?;
     }
-    let started = std::time::Instant::now();
-    let batches = run_with_progress(&ctx, query, exec).await?;
-    if timing {
-        eprintln!("query_seconds {:.6}", started.elapsed().as_secs_f64());
+    let mut batches = Vec::new();
+    for _ in 0..repeat.max(1) {
+        let started = std::time::Instant::now();
+        batches = run_with_progress(&ctx, query, exec).await?;
+        if timing {
+            eprintln!("query_seconds {:.6}", started.elapsed().as_secs_f64());
+        }
     }
     print!("{}", summarize(&batches));
     if let Some(dir) = out {
@@ -310,6 +318,7 @@ fn main() -> ExitCode {
             partitions,
             out,
             timing,
+            repeat,
             #[cfg(feature = "ballista")]
             cluster,
             query,
@@ -321,6 +330,7 @@ fn main() -> ExitCode {
                 partitions: *partitions,
                 out: out.as_deref(),
                 timing: *timing,
+                repeat: *repeat,
                 cluster: cluster.as_deref(),
                 query,
             };

@@ -335,6 +335,15 @@ pub fn same_type<T: Pixel, U: Pixel>(xs: &[T]) -> Option<&[U]> {
     (T::DTYPE == U::DTYPE).then(|| unsafe { std::slice::from_raw_parts(xs.as_ptr() as *const U, xs.len()) })
 }
 
+/// [`same_type`] for a list of frames.
+#[inline(always)]
+pub(crate) fn same_type_frames<'a, 'b, T: Pixel, U: Pixel>(frames: &'b [&'a [T]]) -> Option<&'b [&'a [U]]> {
+    // SAFETY: as in `same_type`, equal DTYPEs mean T and U are the same type, so `&[T]` and `&[U]`
+    // are the same (fat pointer) type and the list can be viewed as either, with the same lifetimes.
+    (T::DTYPE == U::DTYPE)
+        .then(|| unsafe { std::slice::from_raw_parts(frames.as_ptr() as *const &'a [U], frames.len()) })
+}
+
 simd::multiversion! {
     /// Adds the sum of each frame (`sig_size` pixels, consecutive in `data`) to its entry of `out`.
     fn sum_each_frame<T: Pixel>(data: &[T], sig_size: usize, out: &mut [f64]) {

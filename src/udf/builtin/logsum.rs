@@ -1,7 +1,8 @@
 //! `udf_logsum`: the sum of the logarithms of the frames (LiberTEM's LogsumUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, same_type, simd};
+use crate::udf::{Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, same_type_frames, simd};
+use std::ops::Range;
 
 /// Sum over frames of `log(frame - min(frame) + 1)` (LiberTEM's LogsumUDF): a sum that brings out
 /// faint features next to a bright central beam. `min(frame)` is the frame's smallest pixel.
@@ -46,38 +47,53 @@ simd::multiversion! {
     /// into `out`.
     fn logsum_block<T: Pixel>(frames: &[&[T]], mins: &[f64], start: usize, out: &mut [f64]) {
         let px = start..start + out.len();
-        for (frame, &min) in frames.iter().zip(mins) {
-            let frame = &frame[px.clone()];
-            if let Some(frame) = same_type::<T, u16>(frame) {
-                logsum_lookup(frame, min, out);
-            } else if let Some(frame) = same_type::<T, u8>(frame) {
-                logsum_lookup(frame, min, out);
-            } else if let Some(frame) = same_type::<T, f32>(frame) {
-                // float32 frames: the log in float32 (the result's precision), summed in f64
-                let min = min as f32;
-                for (o, &x) in out.iter_mut().zip(frame) {
-                    *o += ln_from_one_f32(x - min + 1.0) as f64;
-                }
-            } else {
-                for (o, &x) in out.iter_mut().zip(frame) {
-                    *o += ln_from_one(x.to_f64() - min + 1.0);
-                }
-            }
+        // entry k is ln(k + 1)
+        let table: &[f64; 65536] = ln_table()[1..].try_into().expect("the table has 65 537 entries");
+        if let Some(frames) = same_type_frames::<T, u16>(frames) {
+            add_terms(frames, mins, px, out, |x, min| lookup(table, x, min));
+        } else if let Some(frames) = same_type_frames::<T, u8>(frames) {
+            add_terms(frames, mins, px, out, |x, min| lookup(table, x, min));
+        } else if let Some(frames) = same_type_frames::<T, f32>(frames) {
+            // float32 frames: the log in float32 (the result's precision), summed in f64
+            // (four frames' logs added in f32 before the f64 sum: 16 lanes of float32 arithmetic)
+            add_terms(frames, mins, px, out, |x, min| ln_from_one_f32(x - min as f32 + 1.0));
+        } else {
+            add_terms(frames, mins, px, out, |x, min| ln_from_one(x.to_f64() - min + 1.0));
         }
     }
 }
 
-/// Adds `ln(x - min + 1)` of 8- or 16-bit counts to `out` by table lookup: `x - min + 1` is an integer
-/// in `1..=65536`. The integer index (no float round trip) keeps the loop free of conversions and
-/// range checks.
+/// `ln(x - min + 1)` of an 8- or 16-bit count: `x - min + 1` is an integer in `1..=65536`, its log
+/// `table[x - min]`. The integer index masked to 16 bits (no float round trip, no range check) lets the
+/// loop vectorise (gathers).
 #[inline(always)]
-fn logsum_lookup<U: SmallUint>(frame: &[U], min: f64, out: &mut [f64]) {
-    // entry k is ln(k + 1); 65 536 entries, so an index masked to 16 bits needs no range check
-    let table: &[f64; 65536] = ln_table()[1..].try_into().expect("the table has 65 537 entries");
-    let min = min as u32;
-    for (o, &x) in out.iter_mut().zip(frame) {
-        let k = (Into::<u32>::into(x)).wrapping_sub(min) & 0xffff;
-        *o += table[k as usize];
+fn lookup<U: SmallUint>(table: &[f64; 65536], x: U, min: f64) -> f64 {
+    table[(x.into().wrapping_sub(min as u32) & 0xffff) as usize]
+}
+
+/// Adds `term(pixel, min of its frame)` of pixels `px` of every frame into `out`, four frames per
+/// pass over `out` (a quarter of its loads and stores).
+#[inline(always)]
+fn add_terms<T: Copy, A: Copy + Into<f64> + std::ops::Add<Output = A>>(
+    frames: &[&[T]],
+    mins: &[f64],
+    px: Range<usize>,
+    out: &mut [f64],
+    term: impl Fn(T, f64) -> A,
+) {
+    let quads = frames.len() / 4 * 4;
+    for k in (0..quads).step_by(4) {
+        let (a, b) = (&frames[k][px.clone()], &frames[k + 1][px.clone()]);
+        let (c, d) = (&frames[k + 2][px.clone()], &frames[k + 3][px.clone()]);
+        let (ma, mb, mc, md) = (mins[k], mins[k + 1], mins[k + 2], mins[k + 3]);
+        for (i, o) in out.iter_mut().enumerate() {
+            *o += ((term(a[i], ma) + term(b[i], mb)) + (term(c[i], mc) + term(d[i], md))).into();
+        }
+    }
+    for (frame, &min) in frames[quads..].iter().zip(&mins[quads..]) {
+        for (o, &x) in out.iter_mut().zip(&frame[px.clone()]) {
+            *o += term(x, min).into();
+        }
     }
 }
 
