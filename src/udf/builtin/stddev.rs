@@ -68,7 +68,14 @@ simd::multiversion! {
                     *v += x * x;
                 }
             }
-            if n < 1 << 15 {
+            if n <= 1024 {
+                // n·Σx² < n²·2^32 ≤ 2^52 and (Σx)² likewise: exact in f64, and so is their difference
+                // (vectorises, unlike the integer conversions below)
+                let nf = n as f64;
+                for (v, &s) in v.iter_mut().zip(s.iter()) {
+                    *v = (nf * *v - s * s) / nf;
+                }
+            } else if n < 1 << 15 {
                 // |Σx| < 2^31 and n·Σx² < 2^62: i64 holds both products
                 for (v, &s) in v.iter_mut().zip(s.iter()) {
                     let (q, s) = (*v as i64, s as i64);
