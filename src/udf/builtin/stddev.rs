@@ -50,7 +50,7 @@ simd::multiversion! {
         let end = start + s.len();
         if matches!(T::DTYPE, DType::U8 | DType::U16 | DType::I16) {
             // small integers: Σx and Σx² are exact in f64 for a batch (n < 2^21 frames), so one pass
-            // gives n·Σx² − (Σx)², computed in integers: constant pixels give exactly 0
+            // gives n·Σx² − (Σx)² exactly: constant pixels give exactly 0
             // four frames per pass over the block's sums: a quarter of the loads and stores of them
             let mut quads = frames.chunks_exact(4);
             for q in &mut quads {
