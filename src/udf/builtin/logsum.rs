@@ -34,7 +34,6 @@ impl Udf for LogSum {
         let mins = frame_mins(&frames);
         let out = out.sig("logsum");
         // block by block of pixels, so that the block's sums stay in L1 while every frame passes
-        const BLOCK: usize = 512;
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             logsum_block(&frames, &mins, b * BLOCK, out);
         }
@@ -42,21 +41,23 @@ impl Udf for LogSum {
     }
 }
 
+/// Pixels per block of the sums: they stay in L1 while every frame of the batch passes.
+const BLOCK: usize = 512;
+
 simd::multiversion! {
     /// Adds `ln(x - min + 1)` of pixels `start..start + out.len()` of every frame (with its `min`)
     /// into `out`.
     fn logsum_block<T: Pixel>(frames: &[&[T]], mins: &[f64], start: usize, out: &mut [f64]) {
         let px = start..start + out.len();
-        // entry k is ln(k + 1)
-        let table: &[f64; 65536] = ln_table()[1..].try_into().expect("the table has 65 537 entries");
         if let Some(frames) = same_type_frames::<T, u16>(frames) {
+            let table = ln1p_table();
             add_terms(frames, mins, px, out, |x, min| lookup(table, x, min));
         } else if let Some(frames) = same_type_frames::<T, u8>(frames) {
+            let table = ln1p_table();
             add_terms(frames, mins, px, out, |x, min| lookup(table, x, min));
         } else if let Some(frames) = same_type_frames::<T, f32>(frames) {
             // float32 frames: the log in float32 (the result's precision), summed in f64
-            // (four frames' logs added in f32 before the f64 sum: 16 lanes of float32 arithmetic)
-            add_terms(frames, mins, px, out, |x, min| ln_from_one_f32(x - min as f32 + 1.0));
+            add_logs_f32(frames, mins, px, out);
         } else {
             add_terms(frames, mins, px, out, |x, min| ln_from_one(x.to_f64() - min + 1.0));
         }
@@ -69,6 +70,33 @@ simd::multiversion! {
 #[inline(always)]
 fn lookup<U: SmallUint>(table: &[f64; 65536], x: U, min: f64) -> f64 {
     table[(x.into().wrapping_sub(min as u32) & 0xffff) as usize]
+}
+
+/// `ln(x - min + 1)` of float32 frames added into `out` (pixels `px`): four frames' logs added in f32
+/// into a float32 block first, as a loop of float32 alone runs 16 lanes wide (one that also adds into
+/// the f64 sums runs 8 wide); then the block is added into the f64 sums.
+#[inline(always)]
+fn add_logs_f32(frames: &[&[f32]], mins: &[f64], px: Range<usize>, out: &mut [f64]) {
+    let quads = frames.len() / 4 * 4;
+    let mut tmp = [0f32; BLOCK];
+    for (cb, out) in out.chunks_mut(BLOCK).enumerate() {
+        let px = px.start + cb * BLOCK..px.start + cb * BLOCK + out.len();
+        let tmp = &mut tmp[..out.len()];
+        for k in (0..quads).step_by(4) {
+            let (a, b) = (&frames[k][px.clone()], &frames[k + 1][px.clone()]);
+            let (c, d) = (&frames[k + 2][px.clone()], &frames[k + 3][px.clone()]);
+            let m: [f32; 4] = std::array::from_fn(|j| mins[k + j] as f32);
+            for (i, t) in tmp.iter_mut().enumerate() {
+                let (la, lb) = (ln_from_one_f32(a[i] - m[0] + 1.0), ln_from_one_f32(b[i] - m[1] + 1.0));
+                let (lc, ld) = (ln_from_one_f32(c[i] - m[2] + 1.0), ln_from_one_f32(d[i] - m[3] + 1.0));
+                *t = (la + lb) + (lc + ld);
+            }
+            for (o, &t) in out.iter_mut().zip(tmp.iter()) {
+                *o += t as f64;
+            }
+        }
+        add_terms(&frames[quads..], &mins[quads..], px, out, |x, min| ln_from_one_f32(x - min as f32 + 1.0));
+    }
 }
 
 /// Adds `term(pixel, min of its frame)` of pixels `px` of every frame into `out`, four frames per
@@ -192,6 +220,12 @@ fn ln_from_one(x: f64) -> f64 {
     let r = e * LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + e * LN2_LO)) - f);
     // NaN and +∞ pass through (their exponent bits would otherwise read as a number)
     if x.is_finite() { r } else { x }
+}
+
+/// `ln(k + 1)` for `k` in `0..65536`: [`ln_table`] from 1 on.
+#[inline(always)]
+fn ln1p_table() -> &'static [f64; 65536] {
+    ln_table()[1..].try_into().expect("the table has 65 537 entries")
 }
 
 /// `ln(k)` for `k` in `0..=65536` (512 KiB, made once).
