@@ -272,22 +272,39 @@ simd::multiversion! {
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let mut acc = [0f64; BLOCK];
             let acc = &mut acc[..out.len()];
-            let px = b * BLOCK..b * BLOCK + out.len();
-            let mut quads = frames.chunks_exact(4);
-            for q in &mut quads {
-                let (f0, f1, f2, f3) = (&q[0][px.clone()], &q[1][px.clone()], &q[2][px.clone()], &q[3][px.clone()]);
-                for (i, a) in acc.iter_mut().enumerate() {
-                    *a += (f0[i].to_f64() + f1[i].to_f64()) + (f2[i].to_f64() + f3[i].to_f64());
-                }
-            }
-            for frame in quads.remainder() {
-                for (a, &x) in acc.iter_mut().zip(&frame[px.clone()]) {
-                    *a += x.to_f64();
-                }
-            }
+            add_by_fours(frames, b * BLOCK..b * BLOCK + out.len(), acc, |_| (), |x, ()| x.to_f64());
             for (o, a) in out.iter_mut().zip(acc.iter()) {
                 *o += a;
             }
+        }
+    }
+}
+
+/// Adds `term(pixel, param(frame index))` of pixels `px` of every frame into `acc` (one entry per
+/// pixel), four frames per pass over `acc`: a quarter of its loads and stores, which otherwise cost as
+/// much as the frames' own reads in blocked per-pixel kernels. `param` (e.g. the frame's minimum) is
+/// evaluated once per frame, outside the pixel loop.
+#[inline(always)]
+pub(crate) fn add_by_fours<T: Copy, P: Copy, A: Copy + std::ops::Add<Output = A> + std::ops::AddAssign>(
+    frames: &[&[T]],
+    px: std::ops::Range<usize>,
+    acc: &mut [A],
+    param: impl Fn(usize) -> P,
+    term: impl Fn(T, P) -> A,
+) {
+    let quads = frames.len() / 4 * 4;
+    for k in (0..quads).step_by(4) {
+        let (a, b) = (&frames[k][px.clone()], &frames[k + 1][px.clone()]);
+        let (c, d) = (&frames[k + 2][px.clone()], &frames[k + 3][px.clone()]);
+        let (pa, pb, pc, pd) = (param(k), param(k + 1), param(k + 2), param(k + 3));
+        for (i, o) in acc.iter_mut().enumerate() {
+            *o += (term(a[i], pa) + term(b[i], pb)) + (term(c[i], pc) + term(d[i], pd));
+        }
+    }
+    for (k, frame) in frames.iter().enumerate().skip(quads) {
+        let p = param(k);
+        for (o, &x) in acc.iter_mut().zip(&frame[px.clone()]) {
+            *o += term(x, p);
         }
     }
 }
@@ -305,20 +322,7 @@ simd::multiversion! {
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let mut acc = [0u32; BLOCK];
             let acc = &mut acc[..out.len()];
-            let px = b * BLOCK..b * BLOCK + out.len();
-            // four frames per pass over the block's sums: a quarter of the loads and stores of them
-            let mut quads = frames.chunks_exact(4);
-            for q in &mut quads {
-                let (f0, f1, f2, f3) = (&q[0][px.clone()], &q[1][px.clone()], &q[2][px.clone()], &q[3][px.clone()]);
-                for (i, a) in acc.iter_mut().enumerate() {
-                    *a += (f0[i].into() + f1[i].into()) + (f2[i].into() + f3[i].into());
-                }
-            }
-            for frame in quads.remainder() {
-                for (a, &x) in acc.iter_mut().zip(&frame[px.clone()]) {
-                    *a += x.into();
-                }
-            }
+            add_by_fours(frames, b * BLOCK..b * BLOCK + out.len(), acc, |_| (), |x, ()| x.into());
             for (o, &a) in out.iter_mut().zip(acc.iter()) {
                 *o += a as f64;
             }

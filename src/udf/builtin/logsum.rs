@@ -1,7 +1,7 @@
 //! `udf_logsum`: the sum of the logarithms of the frames (LiberTEM's LogsumUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, same_type_frames, simd};
+use crate::udf::{Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, add_by_fours, same_type_frames, simd};
 use std::ops::Range;
 
 /// Sum over frames of `log(frame - min(frame) + 1)` (LiberTEM's LogsumUDF): a sum that brings out
@@ -51,15 +51,15 @@ simd::multiversion! {
         let px = start..start + out.len();
         if let Some(frames) = same_type_frames::<T, u16>(frames) {
             let table = ln1p_table();
-            add_terms(frames, mins, px, out, |x, min| lookup(table, x, min));
+            add_by_fours(frames, px, out, |k| mins[k] as u32, |x, min| lookup(table, x, min));
         } else if let Some(frames) = same_type_frames::<T, u8>(frames) {
             let table = ln1p_table();
-            add_terms(frames, mins, px, out, |x, min| lookup(table, x, min));
+            add_by_fours(frames, px, out, |k| mins[k] as u32, |x, min| lookup(table, x, min));
         } else if let Some(frames) = same_type_frames::<T, f32>(frames) {
             // float32 frames: the log in float32 (the result's precision), summed in f64
             add_logs_f32(frames, mins, px, out);
         } else {
-            add_terms(frames, mins, px, out, |x, min| ln_from_one(x.to_f64() - min + 1.0));
+            add_by_fours(frames, px, out, |k| mins[k], |x, min| ln_from_one(x.to_f64() - min + 1.0));
         }
     }
 }
@@ -68,8 +68,8 @@ simd::multiversion! {
 /// `table[x - min]`. The integer index masked to 16 bits (no float round trip, no range check) lets the
 /// loop vectorise (gathers).
 #[inline(always)]
-fn lookup<U: SmallUint>(table: &[f64; 65536], x: U, min: f64) -> f64 {
-    table[(x.into().wrapping_sub(min as u32) & 0xffff) as usize]
+fn lookup<U: SmallUint>(table: &[f64; 65536], x: U, min: u32) -> f64 {
+    table[(x.into().wrapping_sub(min) & 0xffff) as usize]
 }
 
 /// `ln(x - min + 1)` of float32 frames added into `out` (pixels `px`): four frames' logs added in f32
@@ -95,33 +95,8 @@ fn add_logs_f32(frames: &[&[f32]], mins: &[f64], px: Range<usize>, out: &mut [f6
                 *o += t as f64;
             }
         }
-        add_terms(&frames[quads..], &mins[quads..], px, out, |x, min| ln_from_one_f32(x - min as f32 + 1.0));
-    }
-}
-
-/// Adds `term(pixel, min of its frame)` of pixels `px` of every frame into `out`, four frames per
-/// pass over `out` (a quarter of its loads and stores).
-#[inline(always)]
-fn add_terms<T: Copy, A: Copy + Into<f64> + std::ops::Add<Output = A>>(
-    frames: &[&[T]],
-    mins: &[f64],
-    px: Range<usize>,
-    out: &mut [f64],
-    term: impl Fn(T, f64) -> A,
-) {
-    let quads = frames.len() / 4 * 4;
-    for k in (0..quads).step_by(4) {
-        let (a, b) = (&frames[k][px.clone()], &frames[k + 1][px.clone()]);
-        let (c, d) = (&frames[k + 2][px.clone()], &frames[k + 3][px.clone()]);
-        let (ma, mb, mc, md) = (mins[k], mins[k + 1], mins[k + 2], mins[k + 3]);
-        for (i, o) in out.iter_mut().enumerate() {
-            *o += ((term(a[i], ma) + term(b[i], mb)) + (term(c[i], mc) + term(d[i], md))).into();
-        }
-    }
-    for (frame, &min) in frames[quads..].iter().zip(&mins[quads..]) {
-        for (o, &x) in out.iter_mut().zip(&frame[px.clone()]) {
-            *o += term(x, min).into();
-        }
+        let rest = &frames[quads..];
+        add_by_fours(rest, px, out, |k| mins[quads + k] as f32, |x, min| ln_from_one_f32(x - min + 1.0) as f64);
     }
 }
 

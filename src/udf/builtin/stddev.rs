@@ -1,7 +1,7 @@
 //! `udf_stddev`: per-pixel mean, variance and standard deviation over frames (LiberTEM's StdDevUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views, simd};
+use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views, add_by_fours, simd};
 
 /// Mean, population variance and standard deviation of every detector pixel over the frames
 /// (LiberTEM's StdDevUDF):
@@ -89,19 +89,7 @@ simd::multiversion! {
             }
         } else {
             // two passes over the block's frames (still in cache for the second)
-            // four frames per pass over the block's sums, as above
-            let mut quads = frames.chunks_exact(4);
-            for q in &mut quads {
-                let (a, b, c, d) = (&q[0][start..end], &q[1][start..end], &q[2][start..end], &q[3][start..end]);
-                for (i, s) in s.iter_mut().enumerate() {
-                    *s += (a[i].to_f64() + b[i].to_f64()) + (c[i].to_f64() + d[i].to_f64());
-                }
-            }
-            for frame in quads.remainder() {
-                for (s, &x) in s.iter_mut().zip(&frame[start..end]) {
-                    *s += x.to_f64();
-                }
-            }
+            add_by_fours(frames, start..end, s, |_| (), |x, ()| x.to_f64());
             let inv = 1.0 / n as f64;
             let mut mean = [0f64; BLOCK];
             for (m, &s) in mean.iter_mut().zip(s.iter()) {
