@@ -328,6 +328,24 @@ fn cli_shows_a_progress_bar_on_long_runs() {
     assert!(err.contains("frames in") && err.contains("% ") && err.contains("/9216 frames"), "{err}");
 }
 
+#[test]
+fn cli_repeat_runs_the_query_again_and_times_each_run() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["sql", "--timing", "--repeat", "3", "-t", "s=synthetic,nav=8x8,sig=16x16,dtype=uint16"])
+        .arg("SELECT udf_sum_sig(tile) FROM s")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let times: Vec<f64> =
+        err.lines().filter_map(|l| l.strip_prefix("query_seconds ")).map(|t| t.parse().unwrap()).collect();
+    assert_eq!(times.len(), 3, "one time per run: {err}");
+    assert!(times.iter().all(|&t| t > 0.0 && t < 60.0), "{times:?}");
+    // the result is printed once, not once per run
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("udf_sum_sig").count(), 1, "{stdout}");
+}
+
 #[tokio::test]
 async fn map_turns_a_closure_into_a_nav_result() {
     use tessera::udf::{Map, aggregate, map};
