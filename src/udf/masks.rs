@@ -253,30 +253,27 @@ pub struct MaskStack {
     /// Frame width (pixels per row); the whole frame where the stack was made without a shape.
     pub(crate) width: usize,
     /// Per binary mask, its vertical runs (a column, consecutive rows) as `(start, end)` indices into
-    /// a [`column_prefix`] of a frame: a run sums to `prefix[end] - prefix[start]`.
-    pub(crate) column_runs: Vec<Vec<(u32, u32)>>,
+    /// a [`column_prefix`] of a frame: a run sums to `prefix[end] - prefix[start]`. Set where that is
+    /// the cheaper way for 16-bit frames: many short runs (narrow rings), not many more vertical than
+    /// horizontal ones, and frames of at most 65 536 pixels (u32 sums cannot overflow).
+    pub(crate) column_runs: Option<Vec<Vec<(u32, u32)>>>,
 }
 
-/// Running sums down the columns of a frame (`width` pixels per row), each pixel converted by `conv`:
+/// Running sums down the columns of a frame of 16-bit counts (`width` pixels per row):
 /// `out[r·width + c]` = sum of rows `0..r` of column `c`, for `r` in `0..=rows`. One vector add per
-/// row (no chain of dependent additions, unlike a running sum along the frame); for integer sums,
-/// where a run's sum is the exact difference of two entries.
+/// row (no chain of dependent additions, unlike a running sum along the frame); exact in u32 for
+/// frames of at most 65 536 pixels.
 #[inline(always)]
-pub(crate) fn column_prefix<T: Copy, A: Copy + Default + std::ops::Add<Output = A>>(
-    frame: &[T],
-    width: usize,
-    out: &mut Vec<A>,
-    conv: impl Fn(T) -> A,
-) {
+pub(crate) fn column_prefix(frame: &[u16], width: usize, out: &mut Vec<u32>) {
     let width = width.max(1);
     if out.len() != frame.len() + width {
         out.clear();
-        out.resize(frame.len() + width, A::default()); // row 0 stays 0
+        out.resize(frame.len() + width, 0); // row 0 stays 0
     }
     for (r, row) in frame.chunks_exact(width).enumerate() {
         let (above, below) = out.split_at_mut((r + 1) * width);
         for ((o, &a), &x) in below[..width].iter_mut().zip(&above[r * width..]).zip(row) {
-            *o = a + conv(x);
+            *o = a + x as u32;
         }
     }
 }
@@ -380,6 +377,10 @@ impl MaskStack {
                 column_runs.push(runs);
             }
         }
+        let vertical: usize = column_runs.iter().map(Vec::len).sum();
+        let column_runs =
+            (binary && ordered_runs.len() * 16 > sig_size && vertical <= 2 * ordered_runs.len() && sig_size <= 65536)
+                .then_some(column_runs);
         MaskStack { n, sig_size, dense, sparse, runs, ordered_runs, width, column_runs }
     }
 }

@@ -93,18 +93,14 @@ simd::multiversion! {
         // binary masks: their runs in frame order, one sequential pass over each frame for all masks.
         // Many short runs (narrow rings) cost more in per-run overhead than in pixels: for 16-bit
         // counts, running sums down the frame's columns (one vector add per row) then make each
-        // vertical run two lookups
-        let prefix_sums = stack.ordered_runs.len() * 16 > stack.sig_size
-            && stack.column_runs.iter().map(Vec::len).sum::<usize>() <= 2 * stack.ordered_runs.len()
-            && stack.sig_size <= 65536;
+        // vertical run two lookups (`column_runs`, set where that pays)
         let mut prefix: Vec<u32> = Vec::new();
         for (frame, res) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(n)) {
             if stack.runs.is_some() {
-                match same_type::<T, u16>(frame) {
-                    Some(frame) if prefix_sums => {
-                        // exact in u32: a frame of at most 65536 16-bit pixels sums below 2^32
-                        column_prefix(frame, stack.width, &mut prefix, u32::from);
-                        add_column_runs(&prefix, &stack.column_runs, res, |v| v as f64);
+                match (same_type::<T, u16>(frame), &stack.column_runs) {
+                    (Some(frame), Some(column_runs)) => {
+                        column_prefix(frame, stack.width, &mut prefix);
+                        add_column_runs(&prefix, column_runs, res);
                     }
                     _ => {
                         // (floats: running sums in f64 were measured slower than these direct sums;
@@ -134,18 +130,15 @@ simd::multiversion! {
 
 /// Adds each mask's sum over its vertical runs (`column_runs`, indices into the column running sums
 /// `prefix`) to its entry of `res`; mask by mask, in a register, so that no chain of stores and
-/// reloads of `res` forms.
+/// reloads of `res` forms. Exact: a mask's sum over a frame of 16-bit counts stays below 2^32.
 #[inline(always)]
-fn add_column_runs<A>(prefix: &[A], column_runs: &[Vec<(u32, u32)>], res: &mut [f64], to_f64: impl Fn(A) -> f64)
-where
-    A: Copy + Default + std::ops::Add<Output = A> + std::ops::Sub<Output = A>,
-{
+fn add_column_runs(prefix: &[u32], column_runs: &[Vec<(u32, u32)>], res: &mut [f64]) {
     for (r, runs) in res.iter_mut().zip(column_runs) {
-        let mut acc = A::default();
+        let mut acc = 0u32;
         for &(a, b) in runs {
-            acc = acc + (prefix[b as usize] - prefix[a as usize]);
+            acc += prefix[b as usize] - prefix[a as usize];
         }
-        *r += to_f64(acc);
+        *r += acc as f64;
     }
 }
 
