@@ -1,7 +1,7 @@
 //! `udf_stddev`: per-pixel mean, variance and standard deviation over frames (LiberTEM's StdDevUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, Tile, Udf, UdfDoc, Views, add_by_fours, simd};
+use crate::udf::{Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, add_by_fours, same_type_frames, simd};
 
 /// Mean, population variance and standard deviation of every detector pixel over the frames
 /// (LiberTEM's StdDevUDF):
@@ -114,6 +114,90 @@ simd::multiversion! {
     }
 }
 
+/// Pixels per chunk of the u32 sums of 8/16-bit counts ([`narrow_moments`]): their 2 × 128 KiB stay in
+/// L2 while the frames stream through in their own order (which the hardware prefetcher follows; a
+/// block of a few hundred pixels of every frame in turn is as many short streams).
+const CHUNK: usize = 32768;
+
+simd::multiversion! {
+    /// Adds Σx and Σx² of pixels `start..start + s.len()` of every frame into `s` and `q`, in u32
+    /// lanes that wrap on overflow, four frames per pass; returns the bitwise OR of every count (a bound
+    /// of the largest), from which the caller decides whether the lanes can have wrapped.
+    fn sums_u32<U: SmallUint>(frames: &[&[U]], start: usize, s: &mut [u32], q: &mut [u32]) -> u32 {
+        const W: usize = 16;
+        let len = s.len();
+        assert_eq!(q.len(), len, "as many squares as sums");
+        // the OR of every count, lane by lane (a register)
+        let mut bits = [0u32; W];
+        let whole = len / W * W;
+        let quads = frames.len() / 4 * 4;
+        for k in (0..quads).step_by(4) {
+            let [a, b, c, d] = [0, 1, 2, 3].map(|j| &frames[k + j][start..start + len]);
+            for i0 in (0..whole).step_by(W) {
+                // fixed-size pieces: straight-line vector code, no bounds checks inside
+                let r = i0..i0 + W;
+                let [a, b, c, d]: [&[U; W]; 4] = [a, b, c, d].map(|f| f[r.clone()].try_into().expect("W pixels"));
+                let sc: &mut [u32; W] = (&mut s[r.clone()]).try_into().expect("W pixels");
+                let qc: &mut [u32; W] = (&mut q[r]).try_into().expect("W pixels");
+                for j in 0..W {
+                    let (a, b, c, d): (u32, u32, u32, u32) = (a[j].into(), b[j].into(), c[j].into(), d[j].into());
+                    sc[j] = sc[j].wrapping_add((a + b) + (c + d));
+                    qc[j] = qc[j].wrapping_add((a * a).wrapping_add(b * b).wrapping_add((c * c).wrapping_add(d * d)));
+                    bits[j] |= (a | b) | (c | d);
+                }
+            }
+            for i in whole..len {
+                for x in [a[i], b[i], c[i], d[i]] {
+                    let x: u32 = x.into();
+                    (s[i], q[i]) = (s[i].wrapping_add(x), q[i].wrapping_add(x * x));
+                    bits[0] |= x;
+                }
+            }
+        }
+        for frame in &frames[quads..] {
+            for (i, &x) in frame[start..start + len].iter().enumerate() {
+                let x: u32 = x.into();
+                (s[i], q[i]) = (s[i].wrapping_add(x), q[i].wrapping_add(x * x));
+                bits[0] |= x;
+            }
+        }
+        bits.iter().fold(0, |acc, &b| acc | b)
+    }
+}
+
+/// The batch's moments of 8/16-bit counts from Σx and Σx² in u32 lanes (twice the lanes of f64, no
+/// conversion per frame), merged into the running result (`na` frames so far) chunk by chunk. Exact and
+/// the same values as [`block_moments`] where `n · max² < 2^32` (and `n ≤ 2^20`, so that the f64
+/// products below are exact too), which counting data of up to a few thousand counts per pixel and
+/// batch meets. Returns the number of pixels done: all, or the chunks before the first whose counts
+/// could have wrapped (the caller does the rest in f64).
+fn narrow_moments<U: SmallUint>(frames: &[&[U]], na: f64, sum: &mut [f64], varsum: &mut [f64]) -> usize {
+    let n = frames.len();
+    let nf = n as f64;
+    let (mut s32, mut q32) = (vec![0u32; CHUNK.min(sum.len())], vec![0u32; CHUNK.min(sum.len())]);
+    for (c, (sa, va)) in sum.chunks_mut(CHUNK).zip(varsum.chunks_mut(CHUNK)).enumerate() {
+        let (s32, q32) = (&mut s32[..sa.len()], &mut q32[..sa.len()]);
+        s32.fill(0);
+        q32.fill(0);
+        let bound = sums_u32(frames, c * CHUNK, s32, q32) as u64;
+        if n > 1 << 20 || n as u64 * bound * bound >= 1 << 32 {
+            return c * CHUNK;
+        }
+        let blocks = sa.chunks_mut(BLOCK).zip(va.chunks_mut(BLOCK)).zip(s32.chunks(BLOCK).zip(q32.chunks(BLOCK)));
+        for ((sa, va), (s32, q32)) in blocks {
+            let (mut s, mut v) = ([0f64; BLOCK], [0f64; BLOCK]);
+            let (s, v) = (&mut s[..sa.len()], &mut v[..sa.len()]);
+            for ((s, v), (&s32, &q32)) in s.iter_mut().zip(v.iter_mut()).zip(s32.iter().zip(q32)) {
+                // n·Σx² < n·2^32 ≤ 2^52 and (Σx)² ≤ n·(n·max²) likewise: exact, as in the f64 path
+                *s = s32 as f64;
+                *v = (nf * q32 as f64 - *s * *s) / nf;
+            }
+            combine(na, sa, va, nf, s, v);
+        }
+    }
+    sum.len()
+}
+
 impl Udf for StdDev {
     fn name(&self) -> &str {
         "udf_stddev"
@@ -144,11 +228,20 @@ impl Udf for StdDev {
         let nb = frames.len() as f64;
         let [num, sum, varsum] = out.many(["num_frames", "sum", "varsum"]);
         let na = num[0];
-        // block by block of pixels: the batch's moments of a block, merged into the running result
-        for (b, (sa, va)) in sum.chunks_mut(BLOCK).zip(varsum.chunks_mut(BLOCK)).enumerate() {
+        // 8/16-bit counts in u32 lanes where they cannot overflow
+        let done = if let Some(f) = same_type_frames::<T, u16>(&frames) {
+            narrow_moments(f, na, sum, varsum)
+        } else if let Some(f) = same_type_frames::<T, u8>(&frames) {
+            narrow_moments(f, na, sum, varsum)
+        } else {
+            0
+        };
+        // the rest block by block of pixels: the batch's moments of a block, merged into the running result
+        let rest = sum[done..].chunks_mut(BLOCK).zip(varsum[done..].chunks_mut(BLOCK));
+        for (b, (sa, va)) in rest.enumerate() {
             let (mut s, mut v) = ([0f64; BLOCK], [0f64; BLOCK]);
             let (s, v) = (&mut s[..sa.len()], &mut v[..sa.len()]);
-            block_moments(&frames, b * BLOCK, s, v);
+            block_moments(&frames, done + b * BLOCK, s, v);
             combine(na, sa, va, nb, s, v);
         }
         num[0] = na + nb;
@@ -186,23 +279,41 @@ mod tests {
     #[test]
     fn moments_agree_at_every_level() {
         let v = test_values(9 * 600, 4000);
-        let u: Vec<u16> = v.iter().map(|&x| x as u16).collect();
         let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.5 + 1000.0).collect();
-        let (fu, ff): (Vec<&[u16]>, Vec<&[f32]>) = (u.chunks(600).collect(), f.chunks(600).collect());
-        let (su, vu, sf, vf) = same_at_every_level(|| {
-            let (mut su, mut vu, mut sf, mut vf) = (vec![0.0; 500], vec![0.0; 500], vec![0.0; 500], vec![0.0; 500]);
-            block_moments(&fu, 50, &mut su, &mut vu);
-            block_moments(&ff, 50, &mut sf, &mut vf);
-            (su, vu, sf, vf)
-        });
-        for p in 0..500 {
-            let xs: Vec<f64> = fu.iter().map(|fr| fr[50 + p] as f64).collect();
-            let mean = xs.iter().sum::<f64>() / 9.0;
-            let var: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
-            assert_eq!(su[p], mean * 9.0);
-            assert!((vu[p] - var).abs() <= 1e-9 * var.max(1.0), "u16 pixel {p}");
-            assert!((sf[p] - (mean * 4.5 + 9000.0)).abs() <= 1e-6);
-            assert!((vf[p] - var / 4.0).abs() <= 1e-6 * var.max(1.0), "f32 pixel {p}: {} vs {}", vf[p], var / 4.0);
+        let ff: Vec<&[f32]> = f.chunks(600).collect();
+        // counts below 4000 (u32 lanes: 9 · 4095² < 2^32) and up to 64000 (they could wrap: f64)
+        for scale in [1u32, 16] {
+            let u: Vec<u16> = v.iter().map(|&x| (x * scale) as u16).collect();
+            let fu: Vec<&[u16]> = u.chunks(600).collect();
+            let (su, vu, sf, vf, narrow) = same_at_every_level(|| {
+                let (mut su, mut vu, mut sf, mut vf) = (vec![0.0; 500], vec![0.0; 500], vec![0.0; 500], vec![0.0; 500]);
+                block_moments(&fu, 0, &mut su, &mut vu);
+                block_moments(&ff, 0, &mut sf, &mut vf);
+                let (mut sn, mut vn) = (vec![0.0; 500], vec![0.0; 500]);
+                let done = narrow_moments(&fu, 0.0, &mut sn, &mut vn);
+                (su, vu, sf, vf, (done, sn, vn))
+            });
+            if scale == 1 {
+                assert_eq!(narrow, (500, su.clone(), vu.clone()), "u32 and f64 lanes give the same values");
+            } else {
+                assert_eq!(narrow.0, 0, "counts that could wrap u32 lanes are left to f64");
+            }
+            for p in 0..500 {
+                let xs: Vec<f64> = fu.iter().map(|fr| fr[p] as f64).collect();
+                let mean = xs.iter().sum::<f64>() / 9.0;
+                let var: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
+                assert_eq!(su[p], mean * 9.0);
+                assert!((vu[p] - var).abs() <= 1e-9 * var.max(1.0), "u16 pixel {p}");
+                if scale == 1 {
+                    assert!((sf[p] - (mean * 4.5 + 9000.0)).abs() <= 1e-6);
+                    assert!(
+                        (vf[p] - var / 4.0).abs() <= 1e-6 * var.max(1.0),
+                        "f32 pixel {p}: {} vs {}",
+                        vf[p],
+                        var / 4.0
+                    );
+                }
+            }
         }
     }
 }
