@@ -85,10 +85,11 @@ fn add_logs_f32(frames: &[&[f32]], mins: &[f64], px: Range<usize>, out: &mut [f6
         for k in (0..quads).step_by(4) {
             let (a, b) = (&frames[k][px.clone()], &frames[k + 1][px.clone()]);
             let (c, d) = (&frames[k + 2][px.clone()], &frames[k + 3][px.clone()]);
-            let m: [f32; 4] = std::array::from_fn(|j| mins[k + j] as f32);
+            // x − min + 1 as x + (1 − min): one rounding and one add per pixel instead of two
+            let m: [f32; 4] = std::array::from_fn(|j| (1.0 - mins[k + j]) as f32);
             for (i, t) in tmp.iter_mut().enumerate() {
-                let (la, lb) = (ln_from_one_f32(a[i] - m[0] + 1.0), ln_from_one_f32(b[i] - m[1] + 1.0));
-                let (lc, ld) = (ln_from_one_f32(c[i] - m[2] + 1.0), ln_from_one_f32(d[i] - m[3] + 1.0));
+                let (la, lb) = (ln_from_one_f32(a[i] + m[0]), ln_from_one_f32(b[i] + m[1]));
+                let (lc, ld) = (ln_from_one_f32(c[i] + m[2]), ln_from_one_f32(d[i] + m[3]));
                 *t = (la + lb) + (lc + ld);
             }
             for (o, &t) in out.iter_mut().zip(tmp.iter()) {
@@ -96,7 +97,7 @@ fn add_logs_f32(frames: &[&[f32]], mins: &[f64], px: Range<usize>, out: &mut [f6
             }
         }
         let rest = &frames[quads..];
-        add_by_fours(rest, px, out, |k| mins[quads + k] as f32, |x, min| ln_from_one_f32(x - min + 1.0) as f64);
+        add_by_fours(rest, px, out, |k| (1.0 - mins[quads + k]) as f32, |x, c| ln_from_one_f32(x + c) as f64);
     }
 }
 
@@ -129,30 +130,29 @@ fn min_f64<T: Pixel>(xs: &[T]) -> f64 {
     rest.iter().chain(&lanes).map(|v| v.to_f64()).fold(f64::INFINITY, f64::min)
 }
 
-/// `ln(x)` for `x ≥ 1` in float32 (and NaN, +∞), branch-free: the method of [`ln_from_one`] with
-/// the shorter minimax polynomial of fdlibm's `logf` (FreeBSD's four-term version); within 2 units
-/// in the last place of float32.
-// the coefficients as published (decimal), rounded to the nearest float by the compiler
+/// `ln(x)` for `x ≥ 1` in float32 (and NaN, +∞), branch-free; within 2 units in the last place
+/// (1.84 at worst over a sweep of every 97th float from 1 to 3·10³⁸): one division, a degree-2
+/// polynomial, and no compare or select except the one for NaN and ∞.
+///
+/// `x = 2^e · m` with `m` in `[√½, √2)` by musl's integer reduction (an add moves the binade's
+/// boundary to √2: no compare, no select). With `f = m − 1` and `s₂ = 2f / (2 + f)`,
+/// `ln(1 + f) = 2·atanh(s₂/2) = s₂ + s₂·z·Q(z)`, `z = s₂²`, where `Q` is a degree-2 minimax fit of the
+/// atanh series' remainder on `z ∈ [0, 0.118]` (its own relative error below 10⁻⁹, far under float32's
+/// rounding); `ln x = e·ln 2 + ln(1 + f)`.
+// the fitted coefficients, rounded to the nearest float by the compiler
 #[allow(clippy::excessive_precision)]
 #[inline(always)]
 fn ln_from_one_f32(x: f32) -> f32 {
-    const LN2_HI: f32 = 6.931_381_225_6e-1;
-    const LN2_LO: f32 = 9.058_000_614_5e-6;
-    const LG: [f32; 4] = [6.666_666_269_3e-1, 4.000_097_215_2e-1, 2.849_878_668_8e-1, 2.427_907_884_1e-1];
-    let bits = x.to_bits();
-    let exp = ((bits >> 23) as i32) - 127;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    let big = m > std::f32::consts::SQRT_2;
-    let m = if big { m * 0.5 } else { m };
-    let e = (exp + big as i32) as f32;
+    const Q: [f32; 3] = [0.083_333_470_402_463_47, 0.012_492_984_255_466_758, 0.002_333_710_622_475_364_8];
+    let ix = x.to_bits().wrapping_add(0x3f80_0000 - 0x3f35_04f3);
+    let e = ((ix >> 23) as i32 - 0x7f) as f32;
+    let m = f32::from_bits((ix & 0x007f_ffff) + 0x3f35_04f3);
     let f = m - 1.0;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let w = z * z;
-    let t1 = w * (LG[1] + w * LG[3]);
-    let t2 = z * (LG[0] + w * LG[2]);
-    let hfsq = 0.5 * f * f;
-    let r = e * LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + e * LN2_LO)) - f);
+    let s2 = (f + f) / (2.0 + f);
+    let z = s2 * s2;
+    let q = Q[0] + z * (Q[1] + z * Q[2]);
+    let r = e * std::f32::consts::LN_2 + (s2 + (s2 * z) * q);
+    // NaN and +∞ pass through (their exponent bits would otherwise read as a number)
     if x.is_finite() { r } else { x }
 }
 
@@ -270,6 +270,7 @@ mod tests {
         }
         assert_eq!(ln_from_one_f32(1.0), 0.0);
         assert!(ln_from_one_f32(f32::NAN).is_nan());
+        assert_eq!(ln_from_one_f32(f32::INFINITY), f32::INFINITY);
         assert_eq!(ln_from_one(1.0), 0.0);
         assert!(ln_from_one(f64::NAN).is_nan());
         assert_eq!(ln_from_one(f64::INFINITY), f64::INFINITY);
