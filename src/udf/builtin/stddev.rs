@@ -1,7 +1,7 @@
 //! `udf_stddev`: per-pixel mean, variance and standard deviation over frames (LiberTEM's StdDevUDF).
 
 use crate::dataset::{DType, Pixel};
-use crate::udf::{Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, add_by_fours, same_type_frames, simd};
+use crate::udf::{Buffers, Meta, SmallUint, Tile, U32_CHUNK, Udf, UdfDoc, Views, add_by_fours, same_type_frames, simd};
 
 /// Mean, population variance and standard deviation of every detector pixel over the frames
 /// (LiberTEM's StdDevUDF):
@@ -114,11 +114,6 @@ simd::multiversion! {
     }
 }
 
-/// Pixels per chunk of the u32 sums of 8/16-bit counts ([`narrow_moments`]): their 2 × 128 KiB stay in
-/// L2 while the frames stream through in their own order (which the hardware prefetcher follows; a
-/// block of a few hundred pixels of every frame in turn is as many short streams).
-const CHUNK: usize = 32768;
-
 simd::multiversion! {
     /// Adds Σx and Σx² of pixels `start..start + s.len()` of every frame into `s` and `q`, in u32
     /// lanes that wrap on overflow, four frames per pass; returns the bitwise OR of every count (a bound
@@ -166,7 +161,8 @@ simd::multiversion! {
 }
 
 /// The batch's moments of 8/16-bit counts from Σx and Σx² in u32 lanes (twice the lanes of f64, no
-/// conversion per frame), merged into the running result (`na` frames so far) chunk by chunk. Exact and
+/// conversion per frame), merged into the running result (`na` frames so far) chunk by chunk of
+/// [`U32_CHUNK`] pixels. Exact and
 /// the same values as [`block_moments`] where `n · max² < 2^32` (and `n ≤ 2^20`, so that the f64
 /// products below are exact too), which counting data of up to a few thousand counts per pixel and
 /// batch meets. Returns the number of pixels done: all, or the chunks before the first whose counts
@@ -174,14 +170,14 @@ simd::multiversion! {
 fn narrow_moments<U: SmallUint>(frames: &[&[U]], na: f64, sum: &mut [f64], varsum: &mut [f64]) -> usize {
     let n = frames.len();
     let nf = n as f64;
-    let (mut s32, mut q32) = (vec![0u32; CHUNK.min(sum.len())], vec![0u32; CHUNK.min(sum.len())]);
-    for (c, (sa, va)) in sum.chunks_mut(CHUNK).zip(varsum.chunks_mut(CHUNK)).enumerate() {
+    let (mut s32, mut q32) = (vec![0u32; U32_CHUNK.min(sum.len())], vec![0u32; U32_CHUNK.min(sum.len())]);
+    for (c, (sa, va)) in sum.chunks_mut(U32_CHUNK).zip(varsum.chunks_mut(U32_CHUNK)).enumerate() {
         let (s32, q32) = (&mut s32[..sa.len()], &mut q32[..sa.len()]);
         s32.fill(0);
         q32.fill(0);
-        let bound = sums_u32(frames, c * CHUNK, s32, q32) as u64;
+        let bound = sums_u32(frames, c * U32_CHUNK, s32, q32) as u64;
         if n > 1 << 20 || n as u64 * bound * bound >= 1 << 32 {
-            return c * CHUNK;
+            return c * U32_CHUNK;
         }
         let blocks = sa.chunks_mut(BLOCK).zip(va.chunks_mut(BLOCK)).zip(s32.chunks(BLOCK).zip(q32.chunks(BLOCK)));
         for ((sa, va), (s32, q32)) in blocks {
