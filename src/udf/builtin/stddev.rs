@@ -162,10 +162,9 @@ simd::multiversion! {
 
 /// The batch's moments of 8/16-bit counts from Σx and Σx² in u32 lanes (twice the lanes of f64, no
 /// conversion per frame), merged into the running result (`na` frames so far) chunk by chunk of
-/// [`U32_CHUNK`] pixels. Exact and
-/// the same values as [`block_moments`] where `n · max² < 2^32` (and `n ≤ 2^20`, so that the f64
-/// products below are exact too), which counting data of up to a few thousand counts per pixel and
-/// batch meets. Returns the number of pixels done: all, or the chunks before the first whose counts
+/// [`U32_CHUNK`] pixels. Exact and the same values as [`block_moments`] where `n · max² < 2^32` (and
+/// `n ≤ 2^20`, so that the f64 products below are exact too), which counting data of up to a few
+/// thousand counts per pixel and batch meets. Returns the number of pixels done: all, or the chunks before the first whose counts
 /// could have wrapped (the caller does the rest in f64).
 fn narrow_moments<U: SmallUint>(frames: &[&[U]], na: f64, sum: &mut [f64], varsum: &mut [f64]) -> usize {
     let n = frames.len();
