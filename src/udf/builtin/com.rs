@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, same_type, simd};
+use crate::udf::{Args, Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, prefetch, same_type, simd};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -318,7 +318,15 @@ simd::multiversion! {
     fn moments<T: Pixel>(pixels: &[Run], data: &[T], sig_size: usize, out: &mut [f64]) {
         for (frame, res) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(3)) {
             let (mut s, mut sy, mut sx) = (0.0, 0.0, 0.0);
-            for &(p, len, y, x0) in pixels {
+            // a few runs ahead: more of the frame's reads in flight than the runs' own loads give
+            const AHEAD: usize = 4;
+            for &(p, len, _, _) in pixels.iter().take(AHEAD) {
+                prefetch(&frame[p as usize..(p + len) as usize]);
+            }
+            for (k, &(p, len, y, x0)) in pixels.iter().enumerate() {
+                if let Some(&(q, l, _, _)) = pixels.get(k + AHEAD) {
+                    prefetch(&frame[q as usize..(q + l) as usize]);
+                }
                 // Σv and Σ j·v over the run: Σ v·x = x0·Σv + Σ j·v, and y is the run's row
                 let (rs, rm) = sum_and_moment(&frame[p as usize..(p + len) as usize]);
                 s += rs;
