@@ -486,3 +486,40 @@ async fn pick_api_and_shifted_masks_with_aux_data() {
     let msg = err(&c, "SELECT udf_sum(tile) FROM scan WHERE aux('nope', nav_index) > 0").await;
     assert!(msg.contains("no array named 'nope'"), "{msg}");
 }
+
+/// 8/16-bit sums and variances run in u32 lanes over chunks of 32 768 pixels and fall back to f64
+/// per chunk where the counts could wrap: frames of two chunks, small counts in the first and counts up
+/// to 65 000 in the second, must give the exact sums and variances of a direct f64 computation.
+#[tokio::test]
+async fn stddev_and_sum_are_exact_across_u32_chunks_and_the_f64_fallback() {
+    let (frames, sig) = (13usize, 256 * 192); // 49 152 pixels: a whole chunk and part of another
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u16> = (0..frames * sig)
+        .map(|i| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let r = (x >> 33) as u16;
+            if i % sig < 32768 { r % 200 } else { r % 65000 }
+        })
+        .collect();
+    let dir = crate::common::tempdir();
+    let path = dir.path().join("counts.raw");
+    std::fs::write(&path, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let c = ctx(2);
+    let spec = format!("{},format=raw,nav=1x{frames},sig=256x192,dtype=uint16", path.display());
+    c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+    let b = c.sql("SELECT udf_sum(tile), udf_stddev(tile) FROM scan").await.unwrap().collect().await.unwrap();
+    let get = |col: usize, name: &str| {
+        let r = tessera::udf::Results::from_struct(b[0].column(col).as_struct(), 0).unwrap();
+        r.buffers[name].to_f64().iter().copied().collect::<Vec<f64>>()
+    };
+    let (sum, sd_sum, var) = (get(0, "intensity"), get(1, "sum"), get(1, "var"));
+    for p in 0..sig {
+        let xs: Vec<f64> = (0..frames).map(|f| data[f * sig + p] as f64).collect();
+        let s: f64 = xs.iter().sum();
+        let mean = s / frames as f64;
+        let v = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / frames as f64;
+        assert_eq!(sum[p], s, "udf_sum pixel {p}");
+        assert_eq!(sd_sum[p], s, "udf_stddev sum pixel {p}");
+        assert!((var[p] - v).abs() <= 1e-9 * v.max(1.0), "var pixel {p}: {} vs {v}", var[p]);
+    }
+}
