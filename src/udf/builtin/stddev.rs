@@ -143,29 +143,32 @@ simd::multiversion! {
             }
             for i in whole..len {
                 for x in [a[i], b[i], c[i], d[i]] {
-                    let x: u32 = x.into();
-                    (s[i], q[i]) = (s[i].wrapping_add(x), q[i].wrapping_add(x * x));
-                    bits[0] |= x;
+                    bits[0] |= add_count(&mut s[i], &mut q[i], x.into());
                 }
             }
         }
         for frame in &frames[quads..] {
             for (i, &x) in frame[start..start + len].iter().enumerate() {
-                let x: u32 = x.into();
-                (s[i], q[i]) = (s[i].wrapping_add(x), q[i].wrapping_add(x * x));
-                bits[0] |= x;
+                bits[0] |= add_count(&mut s[i], &mut q[i], x.into());
             }
         }
         bits.iter().fold(0, |acc, &b| acc | b)
     }
 }
 
+/// Adds one count `x` to a pixel's wrapping u32 Σx and Σx²; returns `x` (for the caller's bound).
+#[inline(always)]
+fn add_count(s: &mut u32, q: &mut u32, x: u32) -> u32 {
+    (*s, *q) = (s.wrapping_add(x), q.wrapping_add(x * x));
+    x
+}
+
 /// The batch's moments of 8/16-bit counts from Σx and Σx² in u32 lanes (twice the lanes of f64, no
 /// conversion per frame), merged into the running result (`na` frames so far) chunk by chunk of
 /// [`U32_CHUNK`] pixels. Exact and the same values as [`block_moments`] where `n · max² < 2^32` (and
 /// `n ≤ 2^20`, so that the f64 products below are exact too), which counting data of up to a few
-/// thousand counts per pixel and batch meets. Returns the number of pixels done: all, or the chunks before the first whose counts
-/// could have wrapped (the caller does the rest in f64).
+/// thousand counts per pixel and batch meets. Returns the number of pixels done: all, or the chunks
+/// before the first whose counts could have wrapped (the caller does the rest in f64).
 fn narrow_moments<U: SmallUint>(frames: &[&[U]], na: f64, sum: &mut [f64], varsum: &mut [f64]) -> usize {
     let n = frames.len();
     let nf = n as f64;
