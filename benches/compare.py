@@ -6,7 +6,8 @@ REPS interleaved repetitions of: Tessera (`tessera sql --timing --repeat 2`, rel
 user would write; the second run's wall time, planning included, as LiberTEM's first run in a process
 and its context start are excluded; the first run is reported beside it) and LiberTEM (`ctx.run_udf` with each executor; the best executor's median is reported). The
 file-read limit is the faster of bench_membw's 2-thread pread and 2-thread mmap+sum of the same file,
-measured in the same run. GB/s = bytes of the frames read / wall time (1 GB = 1e9 B).
+measured in the same run: before the cases and in every round of repetitions, the median of
+those (the VM's bandwidth moves by 2x within minutes). GB/s = bytes of the frames read / wall time (1 GB = 1e9 B).
 
 usage: compare.py PEER_DIR TESSERA DATASET... [--reps N] [--executors threads,dask,inline1]
 """
@@ -84,8 +85,22 @@ def startup(tessera, peer, reps):
     return out
 
 
+def reload_from_storage(path):
+    """Drops the file from the page cache and lets the warm-up read it back, so that every run starts
+    from the cache a file read from storage leaves, whatever wrote it. The difference is large: a file
+    just written by make_data.py sits in 4 KiB pages, one read from storage in folios of up to 2 MiB
+    (readahead), which a memory map maps 2 MiB per page fault instead of 64 KiB (sum of the large u16
+    file with Tessera: 2x faster, measured 2026-11-26)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # only clean pages leave the cache
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def limits(membw, path, dtype):
-    out = subprocess.run([membw, "--mem-mib", "64", "--reps", "5", "--file", path, "--dtype",
+    out = subprocess.run([membw, "--mem-mib", "0", "--reps", "3", "--file", path, "--dtype",
                           "u16" if dtype == "uint16" else "f32"], check=True, capture_output=True, text=True).stdout
     r = json.loads(out)
     base = os.path.basename(path)
@@ -115,8 +130,9 @@ def main():
         meta = pc.load_meta(name, os.path.join(args.peer, "data"))
         nav, sig, dtype, path = tuple(meta["nav_shape"]), tuple(meta["sig_shape"]), meta["dtype"], meta["path"]
         frame_bytes = int(np.prod(sig)) * np.dtype(dtype).itemsize
+        reload_from_storage(path)
         pc.warm_page_cache(path)
-        limit, pread, mmap = limits(args.membw, path, dtype)
+        reads = [limits(args.membw, path, dtype)]
         spec, sql = tessera_case_sql(name, nav, sig, dtype, path)
         lt_cases = {c: (f, roi) for c, f, roi in pc.make_udf_cases(nav, sig)}
         _, fused_factory, _ = fused_case(nav, sig)
@@ -132,6 +148,12 @@ def main():
             for ctx, ds in contexts.values():
                 ctx.run_udf(dataset=ds, udf=factory(), roi=roi)
         for rep in range(args.reps):
+            # each round: the file read back from storage (the VM pages out cold page cache with
+            # DAMON, and pages read back one by one sit in 4 KiB folios), and the limit measured
+            # again (it moves with the VM's load as much as the cases do)
+            reload_from_storage(path)
+            pc.warm_page_cache(path, passes=1)
+            reads.append(limits(args.membw, path, dtype))
             for case in sql:
                 secs, cold, rss = run_tessera(args.tessera, spec, sql[case])
                 times[case]["tessera"].append(secs)
@@ -145,6 +167,8 @@ def main():
                     times[case][ex].append(time.perf_counter() - t)
         for ctx, _ in contexts.values():
             ctx.close()
+        pread, mmap = (statistics.median(r[k] for r in reads) for k in (1, 2))
+        limit = max(pread, mmap)
         for case in sql:
             frames = int(np.prod(nav))
             if case == "pick":
@@ -169,7 +193,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"cases": rows, "startup_ms": starts}, f, indent=1)
     print(f"medians of {args.reps} interleaved repetitions; GB/s of frames read; limit = max(2-thread pread, "
-          "2-thread mmap+sum) of the same file, this run. Tessera: the second run of the query in its process "
+          "2-thread mmap+sum) of the same file, medians over the rounds of this run. Tessera: the second run of the query in its process "
           "(LiberTEM's first run in a process is excluded too); 'first query': the first run, which also loads "
           "the program's code\n")
     print("| dataset | case | Tessera GB/s | LiberTEM GB/s (executor) | ratio | Tessera / limit | "

@@ -371,6 +371,37 @@ simd::multiversion! {
     }
 }
 
+/// A lane of the kernels that sum pixels over runs (masks' and CoM's windows): u32 for 8/16-bit
+/// counts where the kernel bounds the sums, f64 otherwise.
+pub(crate) trait RunLane: Copy + Default + std::ops::Add<Output = Self> {
+    /// The sum of the lanes, in lane order.
+    fn total<const W: usize>(lanes: &[Self; W]) -> f64;
+    /// `self` where `on`, else zero (a bitwise and with all ones or zeros: no compare per lane).
+    fn keep(self, on: bool) -> Self;
+}
+
+impl RunLane for u32 {
+    #[inline(always)]
+    fn total<const W: usize>(lanes: &[u32; W]) -> f64 {
+        lanes.iter().map(|&l| l as u64).sum::<u64>() as f64
+    }
+    #[inline(always)]
+    fn keep(self, on: bool) -> u32 {
+        self & (on as u32).wrapping_neg()
+    }
+}
+
+impl RunLane for f64 {
+    #[inline(always)]
+    fn total<const W: usize>(lanes: &[f64; W]) -> f64 {
+        lanes.iter().sum()
+    }
+    #[inline(always)]
+    fn keep(self, on: bool) -> f64 {
+        f64::from_bits(self.to_bits() & (on as u64).wrapping_neg())
+    }
+}
+
 /// Asks the CPU to bring the cache lines of `xs` into cache ahead of their use (`prefetcht0`): for
 /// kernels that read a frame in short pieces, a few pieces ahead, so that more of the frame's memory
 /// reads are in flight at once. A hint only: no effect on results (and none where the pages are not
@@ -422,11 +453,14 @@ fn sum_int<T: SmallUint>(xs: &[T]) -> f64 {
 
 #[inline(always)]
 fn sum_lanes<T: Pixel>(xs: &[T]) -> f64 {
-    let mut lanes = [0f64; 8];
-    let chunks = xs.chunks_exact(8);
+    // 32 lanes: four independent chains of vector adds (one chain waits on the add's latency)
+    const L: usize = 32;
+    let mut lanes = [0f64; L];
+    let chunks = xs.chunks_exact(L);
     let rest = chunks.remainder();
     for c in chunks {
-        for k in 0..8 {
+        let c: &[T; L] = c.try_into().expect("L pixels");
+        for k in 0..L {
             lanes[k] += c[k].to_f64();
         }
     }

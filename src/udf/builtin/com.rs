@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, SmallUint, Tile, Udf, UdfDoc, Views, prefetch, same_type, simd};
+use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch, simd};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -317,72 +317,89 @@ simd::multiversion! {
     /// the frame's three values in `out`.
     fn moments<T: Pixel>(pixels: &[Run], data: &[T], sig_size: usize, out: &mut [f64]) {
         for (frame, res) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(3)) {
-            let (mut s, mut sy, mut sx) = (0.0, 0.0, 0.0);
             // a few runs ahead: more of the frame's reads in flight than the runs' own loads give
             const AHEAD: usize = 4;
             for &(p, len, _, _) in pixels.iter().take(AHEAD) {
                 prefetch(&frame[p as usize..(p + len) as usize]);
             }
-            for (k, &(p, len, y, x0)) in pixels.iter().enumerate() {
+            let mut lanes = Moments::default();
+            for (k, &run) in pixels.iter().enumerate() {
                 if let Some(&(q, l, _, _)) = pixels.get(k + AHEAD) {
                     prefetch(&frame[q as usize..(q + l) as usize]);
                 }
-                // Σv and Σ j·v over the run: Σ v·x = x0·Σv + Σ j·v, and y is the run's row
-                let (rs, rm) = sum_and_moment(&frame[p as usize..(p + len) as usize]);
-                s += rs;
-                sy += rs * y;
-                sx += rs * x0 + rm;
+                lanes.add_run(frame, run);
             }
-            res[0] += s;
-            res[1] += sy;
-            res[2] += sx;
+            for (r, v) in res.iter_mut().zip(lanes.totals()) {
+                *r += v;
+            }
         }
     }
 }
 
-/// `(Σ v_j, Σ j · v_j)` over a slice, in 8 independent lanes (vectorises); 8- and 16-bit counts
-/// exactly, in integer lanes.
-#[inline(always)]
-fn sum_and_moment<T: Pixel>(xs: &[T]) -> (f64, f64) {
-    if let Some(v) = same_type::<T, u16>(xs) {
-        return sum_and_moment_int(v);
-    }
-    if let Some(v) = same_type::<T, u8>(xs) {
-        return sum_and_moment_int(v);
-    }
-    let (mut s, mut m) = ([0f64; 8], [0f64; 8]);
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
-        let base = (c * 8) as f64;
-        for k in 0..8 {
-            let v = chunk[k].to_f64();
-            s[k] += v;
-            m[k] += v * (base + k as f64);
-        }
-    }
-    let base = (xs.len() - rest.len()) as f64;
-    let (mut s, mut m): (f64, f64) = (s.iter().sum(), m.iter().sum());
-    for (k, &v) in rest.iter().enumerate() {
-        let v = v.to_f64();
-        s += v;
-        m += v * (base + k as f64);
-    }
-    (s, m)
+/// Pixels per window of [`Moments`]: one AVX-512 register of f64.
+const W: usize = 8;
+
+/// A frame's `(Σv, Σ y·v, Σ x·v)` in `W` f64 lanes each, reduced once per frame: a run costs its
+/// whole windows of `W` pixels and one window for its tail, whose lanes outside the run are masked
+/// out (as the masks' runs). Exact for 8/16-bit counts: every partial sum is an integer below 2^53.
+#[derive(Default)]
+struct Moments {
+    s: [f64; W],
+    sy: [f64; W],
+    sx: [f64; W],
 }
 
-/// [`sum_and_moment`] of small unsigned integers in u64 lanes: exact (`j · v < 2^32` for runs up to
-/// 65536 pixels, summed in 64 bits).
-#[inline(always)]
-fn sum_and_moment_int<T: SmallUint>(xs: &[T]) -> (f64, f64) {
-    // a plain loop with integer reductions: the compiler vectorises it (integer adds reassociate)
-    let (mut s, mut m) = (0u64, 0u64);
-    for (j, &v) in xs.iter().enumerate() {
-        let v: u32 = v.into();
-        s += v as u64;
-        m += v as u64 * j as u64;
+impl Moments {
+    /// Adds the run `(p, len, y, x0)` of `frame`.
+    #[inline(always)]
+    fn add_run<T: Pixel>(&mut self, frame: &[T], (p, len, y, x0): Run) {
+        let (p, len) = (p as usize, len as usize);
+        if frame.len() < W {
+            for (j, v) in frame[p..p + len].iter().enumerate() {
+                let v = v.to_f64();
+                self.s[0] += v;
+                self.sy[0] += v * y;
+                self.sx[0] += v * (x0 + j as f64);
+            }
+            return;
+        }
+        // the run's sum in lanes, then Σ y·v = y · Σv once per run
+        let mut run = [0.0; W];
+        let mut col: [f64; W] = std::array::from_fn(|k| x0 + k as f64);
+        let whole = len / W * W;
+        for c in frame[p..p + whole].chunks_exact(W) {
+            let c: &[T; W] = c.try_into().expect("W pixels");
+            for k in 0..W {
+                let v = c[k].to_f64();
+                run[k] += v;
+                self.sx[k] += v * col[k];
+                col[k] += W as f64;
+            }
+        }
+        let tail = len - whole;
+        if tail > 0 {
+            // the window moves back to stay inside the frame; lanes lo..lo + tail are the run's
+            let end = p + whole;
+            let start = end.min(frame.len() - W);
+            let lo = end - start;
+            let window: &[T; W] = frame[start..start + W].try_into().expect("W pixels");
+            for k in 0..W {
+                let inside = (k as u32).wrapping_sub(lo as u32) < tail as u32;
+                let v = window[k].to_f64().keep(inside);
+                run[k] += v;
+                self.sx[k] += v * (col[k] - lo as f64);
+            }
+        }
+        for ((s, sy), r) in self.s.iter_mut().zip(&mut self.sy).zip(run) {
+            *s += r;
+            *sy += r * y;
+        }
     }
-    (s as f64, m as f64)
+
+    /// `[Σv, Σ y·v, Σ x·v]`, each summed over its lanes in lane order.
+    fn totals(&self) -> [f64; 3] {
+        [f64::total(&self.s), f64::total(&self.sy), f64::total(&self.sx)]
+    }
 }
 
 #[cfg(test)]
@@ -407,20 +424,38 @@ mod tests {
         for (a, b) in got_u.iter().zip(&got) {
             assert_eq!(*a, b * 80.0);
         }
-        for (k, res) in got.chunks(3).enumerate() {
-            let frame = &f[k * 1200..(k + 1) * 1200];
-            let mut want = [0.0; 3];
-            for &(p, len, y, x0) in &runs {
+        assert_eq!(got, reference(&runs, &f, 1200));
+    }
+
+    /// The moments pixel by pixel, as the formula says.
+    fn reference(runs: &[Run], data: &[f32], sig_size: usize) -> Vec<f64> {
+        let mut out = vec![0.0; data.len() / sig_size * 3];
+        for (frame, res) in data.chunks(sig_size).zip(out.chunks_mut(3)) {
+            for &(p, len, y, x0) in runs {
                 for j in 0..len {
                     let v = frame[(p + j) as usize] as f64;
-                    want[0] += v;
-                    want[1] += v * y;
-                    want[2] += v * (x0 + j as f64);
+                    res[0] += v;
+                    res[1] += v * y;
+                    res[2] += v * (x0 + j as f64);
                 }
             }
-            for (a, b) in res.iter().zip(want) {
-                assert!((a - b).abs() <= 1e-9 * b.abs(), "frame {k}: {a} vs {b}");
-            }
         }
+        out
+    }
+
+    #[test]
+    fn runs_at_the_frame_end_and_on_tiny_frames() {
+        let v: Vec<f32> = test_values(3 * 60, 500).iter().map(|&x| x as f32).collect();
+        // 6×10 frames: a run ending at the frame's end shorter than a window (which moves back),
+        // one of a window and a tail, one in the middle
+        let runs: Vec<Run> = vec![(12, 3, 1.0, 2.0), (31, 13, 3.0, 1.0), (55, 5, 5.0, 5.0)];
+        let mut out = vec![0.0; 9];
+        moments(&runs, &v, 60, &mut out);
+        assert_eq!(out, reference(&runs, &v, 60));
+        // 2×3 frames, smaller than a window
+        let runs: Vec<Run> = vec![(0, 2, 0.0, 0.0), (4, 2, 1.0, 1.0)];
+        let mut out = vec![0.0; 90];
+        moments(&runs, &v, 6, &mut out);
+        assert_eq!(out, reference(&runs, &v, 6));
     }
 }

@@ -4,7 +4,7 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, column_prefix, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, Tile, Udf, UdfDoc, Views, same_type, simd};
+use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, same_type, simd};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -133,43 +133,13 @@ simd::multiversion! {
     }
 }
 
-/// A lane of [`add_runs`]' per-mask sums: u32 for 8/16-bit counts (exact on frames of up to 65 536
-/// pixels: a lane takes at most one pixel per window, and there are at most that many windows), f64
-/// otherwise.
-trait RunLane: Copy + Default + std::ops::Add<Output = Self> {
-    /// The sum of a mask's lanes, in lane order.
-    fn total<const W: usize>(lanes: &[Self; W]) -> f64;
-    /// `self` where `on`, else zero (a bitwise and with all ones or zeros: no compare per lane).
-    fn keep(self, on: bool) -> Self;
-}
-
-impl RunLane for u32 {
-    #[inline(always)]
-    fn total<const W: usize>(lanes: &[u32; W]) -> f64 {
-        lanes.iter().map(|&l| l as u64).sum::<u64>() as f64
-    }
-    #[inline(always)]
-    fn keep(self, on: bool) -> u32 {
-        self & (on as u32).wrapping_neg()
-    }
-}
-
-impl RunLane for f64 {
-    #[inline(always)]
-    fn total<const W: usize>(lanes: &[f64; W]) -> f64 {
-        lanes.iter().sum()
-    }
-    #[inline(always)]
-    fn keep(self, on: bool) -> f64 {
-        f64::from_bits(self.to_bits() & (on as u64).wrapping_neg())
-    }
-}
-
 /// Adds each mask's sum over its runs `(first pixel, length, mask)` of `frame` (in frame order) to its
 /// entry of `res`. Each mask sums into its own `W` lanes (`lanes`: scratch space), reduced once per
 /// frame: a run costs its whole windows of `W` pixels plus one window for its tail, whose lanes past
 /// the run are masked out (the window moves back to stay inside the frame at its end). No horizontal
 /// sum and no scalar remainder loop per run, which dominated for the rings' runs of tens of pixels.
+/// u32 lanes are exact for 8/16-bit counts on frames of up to 65 536 pixels: a lane takes at most
+/// one pixel per window, and there are at most that many windows.
 #[inline(always)]
 fn add_runs<T: Copy, A: RunLane, const W: usize>(
     frame: &[T],
