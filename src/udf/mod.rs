@@ -264,15 +264,13 @@ impl<'a, T: Pixel> Tile<'a, T> {
 }
 
 simd::multiversion! {
-    /// Adds the frames into `out` block by block of pixels, so that the block's sums stay in L1 while
-    /// every frame of the stack passes: memory traffic is the frames alone, not a frame-sized
-    /// accumulator per frame.
+    /// Adds the frames into `out`, chunk by chunk of [`F64_CHUNK`] pixels, eight frames per pass.
     fn sum_blocks_f64<T: Pixel>(frames: &[&[T]], out: &mut [f64]) {
-        const BLOCK: usize = 512;
-        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-            let mut acc = [0f64; BLOCK];
+        let mut acc = vec![0f64; F64_CHUNK.min(out.len())];
+        for (b, out) in out.chunks_mut(F64_CHUNK).enumerate() {
             let acc = &mut acc[..out.len()];
-            add_by_fours(frames, b * BLOCK..b * BLOCK + out.len(), acc, |_| (), |x, ()| x.to_f64());
+            acc.fill(0.0);
+            add_by_eights(frames, b * F64_CHUNK..b * F64_CHUNK + out.len(), acc, T::to_f64);
             for (o, a) in out.iter_mut().zip(acc.iter()) {
                 *o += a;
             }
@@ -309,6 +307,31 @@ pub(crate) fn add_by_fours<T: Copy, P: Copy, A: Copy + std::ops::Add<Output = A>
     }
 }
 
+/// [`add_by_fours`] with eight frames per pass over `acc` and no per-frame parameter: half the
+/// loads and stores of `acc` again, for the plain sums, whose loops they bound (A/B, sum of the large
+/// files: 1.12-1.16x for u16, 1.09-1.16x for f32).
+#[inline(always)]
+pub(crate) fn add_by_eights<T: Copy, A: Copy + std::ops::Add<Output = A> + std::ops::AddAssign>(
+    frames: &[&[T]],
+    px: std::ops::Range<usize>,
+    acc: &mut [A],
+    term: impl Fn(T) -> A,
+) {
+    let whole = frames.len() / 8 * 8;
+    for k in (0..whole).step_by(8) {
+        let f: [&[T]; 8] = std::array::from_fn(|j| &frames[k + j][px.clone()]);
+        for (i, o) in acc.iter_mut().enumerate() {
+            let v: [A; 8] = std::array::from_fn(|j| term(f[j][i]));
+            *o += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+        }
+    }
+    add_by_fours(&frames[whole..], px, acc, |_| (), |x, ()| term(x));
+}
+
+/// Pixels per chunk of the per-pixel f64 sums of [`sum_blocks_f64`]: 128 KiB of sums stay in L2 while
+/// the frames stream through in their own order (as [`U32_CHUNK`]).
+const F64_CHUNK: usize = 16384;
+
 /// Pixels per chunk of per-pixel u32 sums of 8/16-bit frames: 128 KiB of sums (256 KiB for two) stay
 /// in L2 while the frames of a batch stream through in their own order, which the hardware prefetcher
 /// follows. (A block of a few hundred pixels of every frame in turn, with L1-resident sums, reads the
@@ -328,7 +351,7 @@ simd::multiversion! {
         for (b, out) in out.chunks_mut(U32_CHUNK).enumerate() {
             let acc = &mut acc[..out.len()];
             acc.fill(0);
-            add_by_fours(frames, b * U32_CHUNK..b * U32_CHUNK + out.len(), acc, |_| (), |x, ()| x.into());
+            add_by_eights(frames, b * U32_CHUNK..b * U32_CHUNK + out.len(), acc, |x| x.into());
             for (o, &a) in out.iter_mut().zip(acc.iter()) {
                 *o += a as f64;
             }
@@ -613,5 +636,25 @@ mod kernel_tests {
         assert!(
             (total_f - sum_f.iter().sum::<f64>() - f[20_000..].iter().map(|&x| x as f64).sum::<f64>()).abs() < 1e-3
         );
+    }
+
+    #[test]
+    fn sums_over_several_chunks_and_frame_counts() {
+        // frames of 40 000 pixels: three f64 chunks and two u32 chunks, the last ones partial;
+        // 1 to 19 frames: eights, fours and single frames
+        let v = test_values(19 * 40_000, 60000);
+        let u: Vec<u16> = v.iter().map(|&x| x as u16).collect();
+        let f: Vec<f32> = v.iter().map(|&x| x as f32 * 0.25).collect();
+        for n in [1, 3, 8, 12, 19] {
+            let fu: Vec<&[u16]> = u.chunks(40_000).take(n).collect();
+            let ff: Vec<&[f32]> = f.chunks(40_000).take(n).collect();
+            let want: Vec<f64> = (0..40_000).map(|i| fu.iter().map(|fr| fr[i] as f64).sum()).collect();
+            let (mut got_u, mut got_f) = (vec![0.0; 40_000], vec![0.0; 40_000]);
+            sum_blocks_u32(&fu, &mut got_u);
+            sum_blocks_f64(&ff, &mut got_f);
+            assert_eq!(got_u, want, "{n} frames");
+            // the f32 values are quarters of integers: their f64 sums are exact in any order
+            assert_eq!(got_f, want.iter().map(|w| w * 0.25).collect::<Vec<_>>(), "{n} frames");
+        }
     }
 }
