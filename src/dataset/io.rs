@@ -441,7 +441,13 @@ impl FrameFiles {
             &mut scratch[..]
         };
         match &f.mmap {
-            Some(m) => raw.copy_from_slice(&m.map[pos as usize..pos as usize + len]),
+            Some(m) => {
+                let range = pos as usize..pos as usize + len;
+                raw.copy_from_slice(&m.map[range.clone()]);
+                // copied: the mapped pages are done with, as a zero-copy buffer's when dropped (else a
+                // scan that copies, e.g. of an ROI's short runs, keeps every page it read resident)
+                m.finished(range);
+            }
             None => f.file.read_exact_at(raw, pos).map_err(|e| {
                 Error::io(&f.path, std::io::Error::new(e.kind(), format!("reading {len} bytes at {pos}: {e}")))
             })?,
