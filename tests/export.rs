@@ -73,7 +73,7 @@ async fn copy_to_parquet_roundtrips_through_pyarrow() {
     for i in 14..42 {
         roi.set(i, true);
     }
-    let sum = c.run_udf("scan", Sum, Some(&roi)).await.unwrap();
+    let sum = c.run_udf("scan", Sum::new(), Some(&roi)).await.unwrap();
     let sig = c.run_udf("scan", SumSig, Some(&roi)).await.unwrap();
     let f32_bytes = |a: &ndarray::ArrayD<f64>| a.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect::<Vec<u8>>();
     write_npy(&dir.path().join("s.npy"), DType::F32, &[12, 10], &f32_bytes(&sum.buffers["intensity"].to_f64()))

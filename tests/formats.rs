@@ -36,7 +36,7 @@ fn encode(dtype: DType, big: bool, v: f64) -> Vec<u8> {
 async fn sums(spec: &str) -> (Vec<f64>, Vec<f64>) {
     let c = ctx(2);
     c.register_spec("t", DatasetSpec::parse(spec).unwrap()).unwrap();
-    let a = c.run_udf("t", Sum, None).await.unwrap().buffers["intensity"].to_f64();
+    let a = c.run_udf("t", Sum::new(), None).await.unwrap().buffers["intensity"].to_f64();
     let b = c.run_udf("t", SumSig, None).await.unwrap().buffers["intensity"].to_f64();
     (a.iter().copied().collect(), b.iter().copied().collect())
 }
@@ -223,7 +223,7 @@ async fn corrections_and_sync_offset_match_numpy() {
     assert_eq!(ds.geometry().dtype, DType::F32, "corrected data is float32");
     let frames = c.pick("scan", None).await.unwrap();
     write_buffer(&frames, &dir.path().join("frames.npy")).unwrap();
-    let sum = c.run_udf("scan", Sum, None).await.unwrap();
+    let sum = c.run_udf("scan", Sum::new(), None).await.unwrap();
     write_buffer(sum.buffer("intensity").unwrap(), &dir.path().join("sum.npy")).unwrap();
     let msg = tessera::dataset::open(
         &DatasetSpec::parse(&format!(

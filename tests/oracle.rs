@@ -63,7 +63,7 @@ async fn sum_and_sumsig_match_libertem() {
                 let sumsig_ref = oracle.join(case.name).join(format!("sumsig__{roi_name}__intensity.npy"));
                 check(&format!("sql sum {tag}"), res[0].buffer("intensity").unwrap(), &sum_ref);
                 check(&format!("sql sumsig {tag}"), res[1].buffer("intensity").unwrap(), &sumsig_ref);
-                let api_sum = c.run_udf("scan", Sum, roi).await.unwrap();
+                let api_sum = c.run_udf("scan", Sum::new(), roi).await.unwrap();
                 let api_sumsig = c.run_udf("scan", SumSig, roi).await.unwrap();
                 check(&format!("api sum {tag}"), api_sum.buffer("intensity").unwrap(), &sum_ref);
                 check(&format!("api sumsig {tag}"), api_sumsig.buffer("intensity").unwrap(), &sumsig_ref);

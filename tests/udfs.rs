@@ -523,3 +523,24 @@ async fn stddev_and_sum_are_exact_across_u32_chunks_and_the_f64_fallback() {
         assert!((var[p] - v).abs() <= 1e-9 * v.max(1.0), "var pixel {p}: {} vs {v}", var[p]);
     }
 }
+
+/// udf_sum keeps u32 sums of 16-bit frames across batches: more than 65 536 frames of 65 535 in one
+/// partition overflow u32 unless they are added to the f64 result in time.
+#[tokio::test]
+async fn sum_of_16_bit_counts_beyond_u32_in_one_partition() {
+    let (frames, sig) = (70_000usize, 4usize);
+    let data: Vec<u16> = (0..frames * sig).map(|i| if i % sig == 0 { 65535 } else { (i % 1000) as u16 }).collect();
+    let dir = crate::common::tempdir();
+    let path = dir.path().join("bright.raw");
+    std::fs::write(&path, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let c = ctx(1);
+    let spec = format!("{},format=raw,nav=280x250,sig=2x2,dtype=uint16", path.display());
+    c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+    let b = c.sql("SELECT udf_sum(tile) FROM scan").await.unwrap().collect().await.unwrap();
+    let r = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap();
+    let got: Vec<f64> = r.buffers["intensity"].to_f64().iter().copied().collect();
+    let want: Vec<f64> = (0..sig).map(|p| (0..frames).map(|f| data[f * sig + p] as f64).sum()).collect();
+    assert!(want[0] > u32::MAX as f64);
+    // the result has dtype result_type(uint16, float32): the exact sums, rounded once to float32
+    assert_eq!(got, want.iter().map(|&w| w as f32 as f64).collect::<Vec<_>>());
+}

@@ -111,7 +111,7 @@ impl std::hash::Hash for UdfAggregate {
 /// Wraps a [`Udf`] as an [`AggregateUDF`] to register in any `SessionContext`.
 ///
 /// ```
-/// let sum = tessera::udf::aggregate(tessera::udf::builtin::Sum);
+/// let sum = tessera::udf::aggregate(tessera::udf::builtin::Sum::new());
 /// assert_eq!(sum.name(), "udf_sum");
 /// ```
 pub fn aggregate<U: Udf>(udf: U) -> AggregateUDF {

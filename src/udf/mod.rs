@@ -257,6 +257,21 @@ impl<'a, T: Pixel> Tile<'a, T> {
         }
         sum_blocks_f64(&frames, out)
     }
+    /// Adds 8- or 16-bit frames into per-pixel u32 sums (`acc`, sig-sized); returns false, adding
+    /// nothing, for other pixel types. The caller keeps `acc` from overflowing (at most 65 536
+    /// frames of 16-bit counts in all).
+    pub(crate) fn add_small_frames_into(&self, acc: &mut [u32]) -> bool {
+        let frames: Vec<&[T]> = self.frames().collect();
+        if let Some(f16) = frames.iter().map(|f| same_type::<T, u16>(f)).collect::<Option<Vec<&[u16]>>>() {
+            add_frames_u32(&f16, acc);
+            return true;
+        }
+        if let Some(f8) = frames.iter().map(|f| same_type::<T, u8>(f)).collect::<Option<Vec<&[u8]>>>() {
+            add_frames_u32(&f8, acc);
+            return true;
+        }
+        false
+    }
     /// Writes the sum of each frame into `out` (one value per frame).
     pub fn sum_each_frame_into(&self, out: &mut [f64]) {
         sum_each_frame(self.data, self.sig_size(), out)
@@ -354,6 +369,17 @@ simd::multiversion! {
             for (o, &a) in out.iter_mut().zip(acc.iter()) {
                 *o += a as f64;
             }
+        }
+    }
+}
+
+simd::multiversion! {
+    /// Adds the frames of 8- or 16-bit pixels into the per-pixel u32 sums `acc`, chunk by chunk of
+    /// [`U32_CHUNK`] pixels (the caller bounds the frames added, so that u32 cannot overflow).
+    fn add_frames_u32<T: SmallUint>(frames: &[&[T]], acc: &mut [u32]) {
+        for (b, acc) in acc.chunks_mut(U32_CHUNK).enumerate() {
+            let px = b * U32_CHUNK..b * U32_CHUNK + acc.len();
+            add_by_eights(frames, px, acc, |x| x.into());
         }
     }
 }

@@ -44,7 +44,7 @@ use datafusion::logical_expr::AggregateUDF;
 /// Every built-in as a DataFusion aggregate function.
 pub fn all() -> Vec<AggregateUDF> {
     vec![
-        super::aggregate(Sum),
+        super::aggregate(Sum::default()),
         super::aggregate(SumSig),
         super::aggregate(StdDev),
         super::aggregate(LogSum),
