@@ -487,6 +487,18 @@ async fn pick_api_and_shifted_masks_with_aux_data() {
     assert!(msg.contains("no array named 'nope'"), "{msg}");
 }
 
+/// `data` as a raw little-endian uint16 file of `shape` ("nav=..,sig=.."), registered as `scan` in
+/// a context of `partitions` partitions; the directory lives as long as the returned guard.
+fn u16_scan(data: &[u16], shape: &str, partitions: usize) -> (tempfile::TempDir, tessera::Context) {
+    let dir = crate::common::tempdir();
+    let path = dir.path().join("counts.raw");
+    std::fs::write(&path, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let c = ctx(partitions);
+    let spec = format!("{},format=raw,{shape},dtype=uint16", path.display());
+    c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+    (dir, c)
+}
+
 /// 8/16-bit sums and variances run in u32 lanes over chunks of 32 768 pixels and fall back to f64
 /// per chunk where the counts could wrap: frames of two chunks, small counts in the first and counts up
 /// to 65 000 in the second, must give the exact sums and variances of a direct f64 computation.
@@ -501,12 +513,7 @@ async fn stddev_and_sum_are_exact_across_u32_chunks_and_the_f64_fallback() {
             if i % sig < 32768 { r % 200 } else { r % 65000 }
         })
         .collect();
-    let dir = crate::common::tempdir();
-    let path = dir.path().join("counts.raw");
-    std::fs::write(&path, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let c = ctx(2);
-    let spec = format!("{},format=raw,nav=1x{frames},sig=256x192,dtype=uint16", path.display());
-    c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+    let (_dir, c) = u16_scan(&data, &format!("nav=1x{frames},sig=256x192"), 2);
     let b = c.sql("SELECT udf_sum(tile), udf_stddev(tile) FROM scan").await.unwrap().collect().await.unwrap();
     let get = |col: usize, name: &str| {
         let r = tessera::udf::Results::from_struct(b[0].column(col).as_struct(), 0).unwrap();
@@ -530,12 +537,7 @@ async fn stddev_and_sum_are_exact_across_u32_chunks_and_the_f64_fallback() {
 async fn sum_of_16_bit_counts_beyond_u32_in_one_partition() {
     let (frames, sig) = (70_000usize, 4usize);
     let data: Vec<u16> = (0..frames * sig).map(|i| if i % sig == 0 { 65535 } else { (i % 1000) as u16 }).collect();
-    let dir = crate::common::tempdir();
-    let path = dir.path().join("bright.raw");
-    std::fs::write(&path, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let c = ctx(1);
-    let spec = format!("{},format=raw,nav=280x250,sig=2x2,dtype=uint16", path.display());
-    c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+    let (_dir, c) = u16_scan(&data, "nav=280x250,sig=2x2", 1);
     let b = c.sql("SELECT udf_sum(tile) FROM scan").await.unwrap().collect().await.unwrap();
     let r = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap();
     let got: Vec<f64> = r.buffers["intensity"].to_f64().iter().copied().collect();

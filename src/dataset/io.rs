@@ -156,9 +156,9 @@ impl FrameFile {
 /// it maps (512 MiB file: 568 → 61 MiB peak). Each `MADV_DONTNEED` costs a TLB shootdown, an
 /// interrupt of the other threads of the process, whatever its length; releasing each 2 MiB batch
 /// on its own cost 5–15 % of the fastest scans once the page cache maps a file 2 MiB per page fault
-/// (A/B, sum of a 1 GiB float32 file). So finished spans are collected (those less than a huge page apart joined) and
-/// released together once they add up to [`RELEASE_BYTES`]: a bounded amount of RSS (16, 32, 64 MiB
-/// and never releasing measured the same) for an eighth of the interrupts.
+/// (A/B, sum of a 1 GiB float32 file). So finished spans are collected (those less than a huge page
+/// apart joined) and released together once they add up to [`RELEASE_BYTES`]: a bounded amount of
+/// RSS (16, 32, 64 MiB and never releasing measured the same) for an eighth of the interrupts.
 #[derive(Debug)]
 struct MappedFile {
     map: Mmap,

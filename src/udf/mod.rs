@@ -245,16 +245,17 @@ impl<'a, T: Pixel> Tile<'a, T> {
     }
     /// Adds every frame into `out` (sig-sized), accumulating in f64.
     pub fn sum_frames_into(&self, out: &mut [f64]) {
-        let frames: Vec<&[T]> = self.frames().collect();
-        if frames.len() <= 65536 {
-            // 8- and 16-bit counts add up exactly in u32 lanes (vectorised widening adds)
-            if let Some(f16) = frames.iter().map(|f| same_type::<T, u16>(f)).collect::<Option<Vec<&[u16]>>>() {
-                return sum_blocks_u32(&f16, out);
-            }
-            if let Some(f8) = frames.iter().map(|f| same_type::<T, u8>(f)).collect::<Option<Vec<&[u8]>>>() {
-                return sum_blocks_u32(&f8, out);
+        // 8- and 16-bit counts add up exactly in u32 lanes (vectorised widening adds)
+        if self.n_frames() <= 65536 && matches!(T::DTYPE, DType::U8 | DType::U16) {
+            let mut acc = vec![0u32; out.len()];
+            if self.add_small_frames_into(&mut acc) {
+                for (o, a) in out.iter_mut().zip(acc) {
+                    *o += a as f64;
+                }
+                return;
             }
         }
+        let frames: Vec<&[T]> = self.frames().collect();
         sum_blocks_f64(&frames, out)
     }
     /// Adds 8- or 16-bit frames into per-pixel u32 sums (`acc`, sig-sized); returns false, adding
@@ -358,22 +359,6 @@ impl SmallUint for u8 {}
 impl SmallUint for u16 {}
 
 simd::multiversion! {
-    /// Adds the frames of 8- or 16-bit pixels (at most 65536 of them, so that u32 cannot overflow)
-    /// into `out`, chunk by chunk of [`U32_CHUNK`] pixels.
-    fn sum_blocks_u32<T: SmallUint>(frames: &[&[T]], out: &mut [f64]) {
-        let mut acc = vec![0u32; U32_CHUNK.min(out.len())];
-        for (b, out) in out.chunks_mut(U32_CHUNK).enumerate() {
-            let acc = &mut acc[..out.len()];
-            acc.fill(0);
-            add_by_eights(frames, b * U32_CHUNK..b * U32_CHUNK + out.len(), acc, |x| x.into());
-            for (o, &a) in out.iter_mut().zip(acc.iter()) {
-                *o += a as f64;
-            }
-        }
-    }
-}
-
-simd::multiversion! {
     /// Adds the frames of 8- or 16-bit pixels into the per-pixel u32 sums `acc`, chunk by chunk of
     /// [`U32_CHUNK`] pixels (the caller bounds the frames added, so that u32 cannot overflow).
     fn add_frames_u32<T: SmallUint>(frames: &[&[T]], acc: &mut [u32]) {
@@ -448,6 +433,20 @@ impl RunLane for f64 {
     fn keep(self, on: bool) -> f64 {
         f64::from_bits(self.to_bits() & (on as u64).wrapping_neg())
     }
+}
+
+/// The tail of a run whose whole windows of `W` pixels end at `end`: the window that holds its
+/// `tail` (< `W`) pixels, moved back to stay inside the frame (`frame.len() >= W`); which of its
+/// lanes are the tail's pixels; and the lane of the tail's first pixel. The masked last step of the
+/// kernels that sum pixels over runs (masks, CoM): no scalar remainder loop per run.
+#[inline(always)]
+pub(crate) fn tail_window<T, const W: usize>(frame: &[T], end: usize, tail: usize) -> (&[T; W], [bool; W], usize) {
+    let start = end.min(frame.len() - W);
+    let lo = end - start;
+    let window = frame[start..start + W].try_into().expect("W pixels");
+    // lanes lo..lo + tail, in one unsigned compare each
+    let inside = std::array::from_fn(|k| (k as u32).wrapping_sub(lo as u32) < tail as u32);
+    (window, inside, lo)
 }
 
 /// Asks the CPU to bring the cache lines of `xs` into cache ahead of their use (`prefetcht0`): for
@@ -635,6 +634,15 @@ pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
 mod kernel_tests {
     use super::*;
     use simd::{same_at_every_level, test_values};
+
+    /// The u32 path of [`Tile::sum_frames_into`].
+    fn sum_blocks_u32(frames: &[&[u16]], out: &mut [f64]) {
+        let mut acc = vec![0u32; out.len()];
+        add_frames_u32(frames, &mut acc);
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o += a as f64;
+        }
+    }
 
     #[test]
     fn sums_agree_at_every_level() {

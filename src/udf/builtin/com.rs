@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch, simd};
+use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch, simd, tail_window};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -378,14 +378,10 @@ impl Moments {
         }
         let tail = len - whole;
         if tail > 0 {
-            // the window moves back to stay inside the frame; lanes lo..lo + tail are the run's
-            let end = p + whole;
-            let start = end.min(frame.len() - W);
-            let lo = end - start;
-            let window: &[T; W] = frame[start..start + W].try_into().expect("W pixels");
+            // lane k of the window is column col[k] - lo
+            let (window, inside, lo) = tail_window::<T, W>(frame, p + whole, tail);
             for k in 0..W {
-                let inside = (k as u32).wrapping_sub(lo as u32) < tail as u32;
-                let v = window[k].to_f64().keep(inside);
+                let v = window[k].to_f64().keep(inside[k]);
                 run[k] += v;
                 self.sx[k] += v * (col[k] - lo as f64);
             }

@@ -4,7 +4,7 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, column_prefix, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, same_type, simd};
+use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, same_type, simd, tail_window};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -175,14 +175,9 @@ fn add_runs<T: Copy, A: RunLane, const W: usize>(
         }
         let tail = l - whole;
         if tail > 0 {
-            let end = p + whole;
-            let start = end.min(frame.len() - W);
-            let lo = end - start;
-            let window: &[T; W] = frame[start..start + W].try_into().expect("W pixels");
-            let (lo, hi) = (lo as u32, (lo + tail) as u32);
+            let (window, inside, _) = tail_window::<T, W>(frame, p + whole, tail);
             for k in 0..W {
-                let inside = (k as u32).wrapping_sub(lo) < hi - lo;
-                acc[k] = acc[k] + widen(window[k]).keep(inside);
+                acc[k] = acc[k] + widen(window[k]).keep(inside[k]);
             }
         }
     }
