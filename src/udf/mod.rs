@@ -628,13 +628,11 @@ pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Merges one partition's sig and single buffers (`src`) into the result (`dest`). Nav buffers
     /// are merged by the framework. The default adds every sig and single buffer.
     fn merge(&self, dest: &mut Views<'_>, src: &mut Views<'_>) -> Result<()> {
-        for (name, kind) in src.names().into_iter().map(|(n, k)| (n.to_string(), k)).collect::<Vec<_>>() {
-            if kind == Kind::Nav {
-                continue;
+        for (name, kind) in src.names() {
+            if kind != Kind::Nav {
+                let mut d = dest.view_mut(name);
+                d += &src.view(name);
             }
-            let s = src.view(&name).to_owned();
-            let mut d = dest.view_mut(&name);
-            d += &s;
         }
         Ok(())
     }
