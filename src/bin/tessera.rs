@@ -303,7 +303,28 @@ fn server(run: impl std::future::Future<Output = tessera::Result<()>>) -> tesser
     rt.block_on(run)
 }
 
+/// glibc malloc's settings for a process that runs queries back to back: buffers up to 32 MiB (a
+/// query's result and scratch buffers, frame-sized and larger) come from the heap instead of a fresh
+/// `mmap` each, and freed heap memory is kept instead of trimmed, so that the next query reuses pages
+/// already faulted in instead of faulting and zeroing them again. Measured on the second query of a
+/// process (a one-frame `udf_sum` of the large file): ~1.8 -> ~1.45 ms; A/B of the quarter-ROI sums:
+/// 1.07-1.17x (their fixed cost is a large part of their time). The price: peak RSS ~15 MiB higher
+/// (80 -> 96 MiB for `udf_sum` of the 1 GiB file), a constant, not proportional to the data.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets glibc malloc's parameters; called first in main, before any thread
+    // starts or anything is allocated in bulk. A refused setting (return value 0) leaves the default.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
