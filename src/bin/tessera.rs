@@ -308,8 +308,8 @@ fn server(run: impl std::future::Future<Output = tessera::Result<()>>) -> tesser
 /// `mmap` each, and freed heap memory is kept instead of trimmed, so that the next query reuses pages
 /// already faulted in instead of faulting and zeroing them again. Measured on the second query of a
 /// process (a one-frame `udf_sum` of the large file): ~1.8 -> ~1.45 ms; A/B of the quarter-ROI sums:
-/// 1.07-1.17x (their fixed cost is a large part of their time). The price: peak RSS ~15 MiB higher
-/// (80 -> 96 MiB for `udf_sum` of the 1 GiB file), a constant, not proportional to the data.
+/// 1.07-1.17x (their fixed cost is a large part of their time). The price: peak RSS up to ~15 MiB
+/// higher in some runs (freed memory kept), a constant, not proportional to the data.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     // SAFETY: mallopt only sets glibc malloc's parameters; called first in main, before any thread
