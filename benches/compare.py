@@ -111,20 +111,23 @@ def helper_processes():
     return psutil.Process().children(recursive=True)
 
 
-def suspend(procs):
+def _each(procs, action):
+    """Calls `action` ("suspend" or "resume") on each process still there."""
+    import psutil
+
     for p in procs:
         try:
-            p.suspend()
-        except Exception:  # gone already
+            getattr(p, action)()
+        except psutil.NoSuchProcess:
             pass
+
+
+def suspend(procs):
+    _each(procs, "suspend")
 
 
 def resume(procs):
-    for p in procs:
-        try:
-            p.resume()
-        except Exception:
-            pass
+    _each(procs, "resume")
 
 
 @contextlib.contextmanager
