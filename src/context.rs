@@ -10,7 +10,7 @@ use crate::udf::{NavIndexRewrite, Results, Udf, aggregate, builtin};
 use arrow::array::AsArray;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{ScalarUDF, col, lit};
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF, col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement;
 use std::collections::BTreeMap;
@@ -270,8 +270,13 @@ impl Context {
             let used: BTreeMap<&String, &DatasetSpec> = specs.iter().filter(|(k, _)| tables.contains(k)).collect();
             copy.options.extend(provenance_options(copy, query, &used));
         }
-        let plan = state.statement_to_plan(statement).await?;
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        match state.statement_to_plan(statement).await? {
+            // DDL and statements change the session: DataFusion carries them out
+            plan @ (LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) => Ok(self.ctx.execute_logical_plan(plan).await?),
+            // a query runs on the state cloned above (what `execute_logical_plan` would clone again:
+            // every function registry, a few % of a small query's time)
+            plan => Ok(DataFrame::new(state, plan)),
+        }
     }
 
     /// Starts a query in the background: poll its [`progress`](crate::progress::RunningQuery::progress),

@@ -50,6 +50,19 @@ impl Roi {
             self.count -= 1;
         }
     }
+    /// Selects frames `start..start + len` (a run), a word at a time.
+    pub fn select_run(&mut self, start: usize, len: usize) {
+        let end = (start + len).min(self.len);
+        let mut i = start;
+        while i < end {
+            let (w, lo) = (i / 64, i % 64);
+            let hi = (end - w * 64).min(64);
+            let bits = (u64::MAX >> (64 - (hi - lo))) << lo;
+            self.count += (bits & !self.bits[w]).count_ones() as usize;
+            self.bits[w] |= bits;
+            i = w * 64 + hi;
+        }
+    }
     /// Whether frame `i` is selected.
     pub fn get(&self, i: usize) -> bool {
         i < self.len && self.bits[i / 64] & (1 << (i % 64)) != 0
@@ -164,6 +177,19 @@ mod tests {
         assert_eq!(r.count(), 64);
         assert_eq!(r.runs(), vec![(0, 64)]);
         assert_eq!(Roi::none(10).split(3), vec![vec![], vec![], vec![]]);
+    }
+
+    #[test]
+    fn select_run_sets_words_and_count() {
+        for (len, runs) in [(200, vec![(3, 5), (60, 70), (0, 1), (62, 3)]), (64, vec![(0, 64)]), (130, vec![(63, 67)])]
+        {
+            let mut r = Roi::none(len);
+            for &(s, l) in &runs {
+                r.select_run(s, l);
+            }
+            let want = Roi::from_bools((0..len).map(|i| runs.iter().any(|&(s, l)| (s..s + l).contains(&i))));
+            assert_eq!(r, want, "{runs:?}");
+        }
     }
 
     #[test]

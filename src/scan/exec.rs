@@ -272,12 +272,26 @@ fn truncate_runs(runs: &mut Vec<(usize, usize)>, mut limit: usize) {
     *runs = out;
 }
 
-/// Groups runs into batches of at most `batch_frames` frames each.
-fn chunk_runs(runs: &[(usize, usize)], batch_frames: usize) -> Vec<Vec<(usize, usize)>> {
+/// Groups runs into batches of at most `batch_frames` frames each. A run of at least an eighth of a
+/// batch has batches of its own: a batch of one run is read without a copy from a memory-mapped
+/// file, one of several runs is copied (a ROI of 100-frame runs in 64-frame batches copied every
+/// other batch). Shorter runs share batches, so that a sparse ROI does not make tiny ones.
+pub(super) fn chunk_runs(runs: &[(usize, usize)], batch_frames: usize) -> Vec<Vec<(usize, usize)>> {
+    let long = (batch_frames / 8).max(1);
     let mut batches = Vec::new();
     let mut cur: Vec<(usize, usize)> = Vec::new();
     let mut n = 0;
+    let mut flush = |cur: &mut Vec<(usize, usize)>, n: &mut usize| {
+        if !cur.is_empty() {
+            batches.push(std::mem::take(cur));
+            *n = 0;
+        }
+    };
     for &(mut s, mut c) in runs {
+        let own = c >= long;
+        if own {
+            flush(&mut cur, &mut n);
+        }
         while c > 0 {
             let k = c.min(batch_frames - n);
             cur.push((s, k));
@@ -285,14 +299,14 @@ fn chunk_runs(runs: &[(usize, usize)], batch_frames: usize) -> Vec<Vec<(usize, u
             s += k;
             c -= k;
             if n == batch_frames {
-                batches.push(std::mem::take(&mut cur));
-                n = 0;
+                flush(&mut cur, &mut n);
             }
         }
+        if own {
+            flush(&mut cur, &mut n);
+        }
     }
-    if !cur.is_empty() {
-        batches.push(cur);
-    }
+    flush(&mut cur, &mut n);
     batches
 }
 
@@ -383,8 +397,26 @@ mod tests {
 
     #[test]
     fn chunking() {
+        // runs of at least an eighth of a batch are not shared
         let b = chunk_runs(&[(0, 5), (10, 3)], 4);
-        assert_eq!(b, vec![vec![(0, 4)], vec![(4, 1), (10, 3)]]);
+        assert_eq!(b, vec![vec![(0, 4)], vec![(4, 1)], vec![(10, 3)]]);
+        let b = chunk_runs(&[(0, 100), (128, 100), (300, 3), (310, 3), (400, 64)], 64);
+        assert_eq!(
+            b,
+            vec![
+                vec![(0, 64)],
+                vec![(64, 36)],
+                vec![(128, 64)],
+                vec![(192, 36)],
+                vec![(300, 3), (310, 3)],
+                vec![(400, 64)]
+            ]
+        );
+        // short runs fill batches
+        let runs: Vec<(usize, usize)> = (0..40).map(|i| (i * 10, 3)).collect();
+        let b = chunk_runs(&runs, 64);
+        assert_eq!(b.iter().map(|b| b.iter().map(|r| r.1).sum::<usize>()).collect::<Vec<_>>(), vec![64, 56]);
+        assert_eq!(b.concat().iter().map(|r| r.1).sum::<usize>(), 120);
         let mut r = vec![(0, 5), (10, 3)];
         truncate_runs(&mut r, 6);
         assert_eq!(r, vec![(0, 5), (10, 1)]);

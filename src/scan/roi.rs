@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result, exec_err, plan_err};
-use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -55,39 +55,142 @@ pub fn is_nav_only(expr: &Expr, nav: &Shape) -> bool {
     !refs.is_empty() && refs.iter().all(|c| c.name == "nav_index" || names.contains(&c.name)) && !expr.is_volatile()
 }
 
-/// Evaluates the conjunction of `filters` over the whole nav grid. Frames where the predicate is
-/// NULL are not selected (as SQL's WHERE does).
+/// Evaluates the conjunction of `filters` over the nav grid. Frames where the predicate is NULL are
+/// not selected (as SQL's WHERE does).
+///
+/// Conjuncts on a single nav axis (`nav_y BETWEEN 10 AND 20`, `nav_x % 2 = 0`) are evaluated over that
+/// axis's coordinates alone, and the frames they select are the product of the axes' selections:
+/// for a 128×128 scan, 256 evaluations instead of 16 384 (this was a fifth of the planning time of
+/// a ROI query). The other conjuncts (on `nav_index`, or on several axes) are evaluated on the frames
+/// the first ones select.
 pub fn evaluate_roi(state: &dyn Session, nav: &Shape, filters: &[Expr]) -> Result<Roi> {
-    let Some(predicate) = conjunction(filters.iter().cloned()) else {
+    if filters.is_empty() {
         return Ok(Roi::all(nav.size()));
-    };
+    }
+    let names = nav_column_names(nav);
+    let mut per_axis: Vec<Vec<Expr>> = vec![Vec::new(); names.len()];
+    let mut rest = Vec::new();
+    for c in filters.iter().flat_map(split_conjunction) {
+        let refs = c.column_refs();
+        match names.iter().position(|n| refs.iter().all(|r| &r.name == n)) {
+            Some(axis) if !refs.is_empty() => per_axis[axis].push(c.clone()),
+            _ => rest.push(c.clone()),
+        }
+    }
     let schema = nav_schema(nav);
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-    let physical = state.create_physical_expr(predicate, &df_schema)?;
-    let total = nav.size();
-    let mut roi = Roi::none(total);
-    // chunks small enough for the allocator to reuse its memory: a larger one is mapped afresh and
-    // page-faulted in by every query
-    const CHUNK: usize = 4096;
-    let mut start = 0;
-    while start < total {
-        let len = CHUNK.min(total - start);
-        let batch = RecordBatch::try_new(schema.clone(), nav_columns(nav, &[(start, len)]))?;
-        let result = physical.evaluate(&batch)?.into_array(len)?;
-        let Some(mask) = result.as_boolean_opt() else {
-            return plan_err!("the WHERE predicate on nav columns is not boolean: {}", result.data_type());
-        };
-        // NULL is not selected: the values where valid
-        let selected = match mask.nulls() {
-            Some(nulls) => mask.values() & nulls.inner(),
-            None => mask.values().clone(),
-        };
-        for i in selected.set_indices() {
-            roi.set(start + i, true);
+    let mut axes: Vec<Option<Vec<bool>>> = vec![None; names.len()];
+    for (axis, conjuncts) in per_axis.into_iter().enumerate() {
+        let Some(predicate) = conjunction(conjuncts.iter().cloned()) else { continue };
+        match select_on_axis(state, &schema, &df_schema, nav, axis, predicate) {
+            Ok(selected) => axes[axis] = Some(selected),
+            // e.g. a division by zero at a coordinate that the whole predicate's AND would have
+            // skipped: the frame-by-frame evaluation below decides
+            Err(_) => rest.extend(conjuncts),
         }
-        start += len;
+    }
+    let mut roi = product(nav, &axes);
+    if let Some(predicate) = conjunction(rest) {
+        let physical = state.create_physical_expr(predicate, &df_schema)?;
+        let candidates = roi.runs();
+        roi = Roi::none(nav.size());
+        // chunks small enough for the allocator to reuse its memory: a larger one is mapped afresh
+        // and page-faulted in by every query
+        for chunk in super::exec::chunk_runs(&candidates, 4096) {
+            let batch = RecordBatch::try_new(schema.clone(), nav_columns(nav, &chunk))?;
+            let selected = selected_rows(&physical.evaluate(&batch)?.into_array(batch.num_rows())?)?;
+            let frames = chunk.iter().flat_map(|&(start, count)| start..start + count);
+            for (frame, sel) in frames.zip(selected.iter()) {
+                if sel {
+                    roi.set(frame, true);
+                }
+            }
+        }
     }
     Ok(roi)
+}
+
+/// Which coordinates of nav axis `axis` satisfy `predicate`, an expression of that axis's column alone
+/// (the other columns of the batch it is evaluated on are zeros).
+fn select_on_axis(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    df_schema: &DFSchema,
+    nav: &Shape,
+    axis: usize,
+    predicate: Expr,
+) -> Result<Vec<bool>> {
+    let d = nav.dims()[axis];
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let values: Vec<i64> = if c == axis + 1 { (0..d as i64).collect() } else { vec![0; d] };
+            Arc::new(Int64Array::from(values)) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let physical = state.create_physical_expr(predicate, df_schema)?;
+    Ok(selected_rows(&physical.evaluate(&batch)?.into_array(d)?)?.iter().collect())
+}
+
+/// The rows a WHERE predicate's result selects: true and not NULL.
+fn selected_rows(result: &ArrayRef) -> Result<arrow::buffer::BooleanBuffer> {
+    let Some(mask) = result.as_boolean_opt() else {
+        return plan_err!("the WHERE predicate on nav columns is not boolean: {}", result.data_type());
+    };
+    Ok(match mask.nulls() {
+        Some(nulls) => mask.values() & nulls.inner(),
+        None => mask.values().clone(),
+    })
+}
+
+/// The frames whose coordinate on every axis is selected (`None`: the whole axis).
+fn product(nav: &Shape, axes: &[Option<Vec<bool>>]) -> Roi {
+    if axes.iter().all(Option::is_none) || nav.size() == 0 {
+        return Roi::all(nav.size());
+    }
+    let dims = nav.dims();
+    let selected: Vec<Vec<usize>> = axes
+        .iter()
+        .zip(dims)
+        .map(|(a, &d)| match a {
+            Some(bools) => (0..d).filter(|&i| bools[i]).collect(),
+            None => (0..d).collect(),
+        })
+        .collect();
+    let mut roi = Roi::none(nav.size());
+    let (last, leading) = selected.split_last().expect("a nav grid has at least one axis");
+    if leading.iter().any(Vec::is_empty) {
+        return roi;
+    }
+    // runs of the last axis, placed at every selected combination of the leading axes
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &i in last {
+        match runs.last_mut() {
+            Some((s, l)) if *s + *l == i => *l += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    let strides = nav.strides();
+    let mut at = vec![0usize; leading.len()];
+    loop {
+        let base: usize = at.iter().zip(leading).zip(&strides).map(|((&k, sel), &s)| sel[k] * s).sum();
+        for &(s, l) in &runs {
+            roi.select_run(base + s, l);
+        }
+        // next combination of the leading axes (an odometer)
+        let mut axis = leading.len();
+        loop {
+            if axis == 0 {
+                return roi;
+            }
+            axis -= 1;
+            at[axis] += 1;
+            if at[axis] < leading[axis].len() {
+                break;
+            }
+            at[axis] = 0;
+        }
+    }
 }
 
 /// Masks registered by name for `roi_mask('name', nav_index)`.
@@ -192,6 +295,62 @@ impl ScalarUDFImpl for RoiMaskFunction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ROI of `sql` (a WHERE clause) on `nav`, from `evaluate_roi` and frame by frame from the
+    /// same predicate evaluated over the whole grid.
+    fn both_ways(nav: &Shape, sql: &str) -> (Result<Roi>, Result<Roi>) {
+        let state = datafusion::prelude::SessionContext::new().state();
+        let schema = nav_schema(nav);
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
+        let expr = state.create_logical_expr(sql, &df_schema).unwrap();
+        let fast = evaluate_roi(&state, nav, std::slice::from_ref(&expr));
+        let slow = (|| {
+            let batch = RecordBatch::try_new(schema.clone(), nav_columns(nav, &[(0, nav.size())]))?;
+            let physical = state.create_physical_expr(expr.clone(), &df_schema)?;
+            let selected = selected_rows(&physical.evaluate(&batch)?.into_array(nav.size())?)?;
+            Ok(Roi::from_bools(selected.iter()))
+        })();
+        (fast, slow)
+    }
+
+    #[test]
+    fn roi_per_axis_matches_the_predicate_frame_by_frame() {
+        let grid = Shape::new(vec![37, 70]);
+        let cube = Shape::new(vec![4, 5, 66]);
+        let cases = [
+            (&grid, "nav_y BETWEEN 10 AND 20"),
+            (&grid, "nav_y >= 9 AND nav_y < 30 AND nav_x >= 3 AND nav_x < 67"),
+            (&grid, "nav_x % 3 = 0 AND nav_y % 2 = 1"),
+            (&grid, "nav_y = 5 AND nav_x = 69"),
+            (&grid, "nav_y < 0"),
+            (&grid, "nav_y < 20 AND nav_x < nav_y"),
+            (&grid, "nav_y < 20 AND nav_index % 7 = 0"),
+            (&grid, "nav_y > 3 AND (nav_x < 5 OR nav_y > 30)"),
+            (&grid, "nav_y > 3 AND CASE WHEN nav_x > 10 THEN NULL ELSE true END"),
+            (&grid, "nav_y < 4 OR nav_x > 60"),
+            (&grid, "nav_x IN (1, 2, 64) AND true"),
+            (&cube, "nav_0 = 2 AND nav_2 >= 60"),
+            (&cube, "nav_1 IN (0, 4) AND nav_2 % 11 = 0 AND nav_0 <> 1"),
+            (&cube, "nav_0 + nav_1 = 3 AND nav_2 < 2"),
+        ];
+        for (nav, sql) in cases {
+            let (fast, slow) = both_ways(nav, sql);
+            let (fast, slow) = (fast.unwrap(), slow.unwrap());
+            assert_eq!(fast, slow, "{sql}");
+            assert_eq!(fast.count(), fast.runs().iter().map(|r| r.1).sum::<usize>(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn roi_per_axis_errors_only_where_the_predicate_does() {
+        let nav = Shape::new(vec![8, 9]);
+        // an error at a coordinate on one axis: whole-grid evaluation decides
+        let (fast, slow) = both_ways(&nav, "nav_y > 2 AND 10 / (nav_x - 4) > 0");
+        assert_eq!(fast.is_err(), slow.is_err());
+        if let (Ok(f), Ok(s)) = (fast, slow) {
+            assert_eq!(f, s);
+        }
+    }
 
     #[test]
     fn nav_columns_count_the_coordinates_of_each_run() {
