@@ -6,8 +6,9 @@ REPS interleaved repetitions of: Tessera (`tessera sql --timing --repeat 2`, rel
 user would write; the second run's wall time, planning included, as LiberTEM's first run in a process
 and its context start are excluded; the first run is reported beside it) and LiberTEM (`ctx.run_udf` with each executor; the best executor's median is reported). The
 file-read limit is the faster of bench_membw's 2-thread pread and 2-thread mmap+sum of the same file,
-measured in the same run: before the cases and in every round of repetitions, the median of
-those (the VM's bandwidth moves by 2x within minutes). The dask executor's worker processes are
+measured in the same run: before the cases and at the start of every round of repetitions (the VM's
+bandwidth moves by 2x within minutes). A case's fraction of the limit is the median over the rounds
+of its rate over its own round's limit; the limit printed beside it is the median of the rounds'. The dask executor's worker processes are
 stopped (SIGSTOP) except during the dask executor's own runs: idle, they keep the 2 vCPUs a few %
 busy in bursts, which slowed whatever else ran beside them. GB/s = bytes of the frames read / wall time (1 GB = 1e9 B).
 
@@ -232,20 +233,28 @@ def main():
             c_med = statistics.median(times[case]["cold"])
             best_ex = min(contexts, key=lambda ex: statistics.median(times[case][ex]))
             l_med = statistics.median(times[case][best_ex])
+            # the rate of each round over the limit measured at that round's start: the VM's
+            # bandwidth changes phase within a run (limits of 36 and 56 GB/s minutes apart, with
+            # Tessera's float32 sums at 91-94 % and 77-87 % of each), and a case measured in another
+            # phase than most of the rounds' limits gets a percentage of neither
+            paired = statistics.median(nbytes / t / 1e9 / max(r[1], r[2])
+                                       for t, r in zip(times[case]["tessera"], reads[1:]))
             rows.append({
                 "dataset": name, "case": case, "bytes": nbytes, "tessera_s": t_med, "libertem_s": l_med,
                 "libertem_executor": best_ex, "tessera_GBps": nbytes / t_med / 1e9,
                 "tessera_first_query_s": c_med, "tessera_first_query_GBps": nbytes / c_med / 1e9,
                 "libertem_GBps": nbytes / l_med / 1e9, "ratio": l_med / t_med,
                 "limit_GBps": limit, "pread_GBps": pread, "mmap_GBps": mmap,
-                "fraction_of_limit": nbytes / t_med / 1e9 / limit, "tessera_peak_rss_MiB": max(times[case]["rss"]),
+                "fraction_of_limit": paired, "fraction_of_median_limit": nbytes / t_med / 1e9 / limit,
+                "tessera_peak_rss_MiB": max(times[case]["rss"]),
             })
     starts = startup(args.tessera, args.peer, args.reps) if args.startup else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cases": rows, "startup_ms": starts}, f, indent=1)
     print(f"medians of {args.reps} interleaved repetitions; GB/s of frames read; limit = max(2-thread pread, "
-          "2-thread mmap+sum) of the same file, medians over the rounds of this run. Tessera: the second run of the query in its process "
+          "2-thread mmap+sum) of the same file, measured at the start of every round; 'Tessera / limit': the median over "
+          "the rounds of the case's rate over its round's limit, beside the median of the rounds' limits. Tessera: the second run of the query in its process "
           "(LiberTEM's first run in a process is excluded too); 'first query': the first run, which also loads "
           "the program's code\n")
     print("| dataset | case | Tessera GB/s | LiberTEM GB/s (executor) | ratio | Tessera / limit | "
