@@ -148,32 +148,26 @@ fn product(nav: &Shape, axes: &[Option<Vec<bool>>]) -> Roi {
     if axes.iter().all(Option::is_none) || nav.size() == 0 {
         return Roi::all(nav.size());
     }
-    let dims = nav.dims();
-    let selected: Vec<Vec<usize>> = axes
+    let selection = |a: &Option<Vec<bool>>, d: usize| match a {
+        Some(bools) => Roi::from_bools(bools.iter().copied()),
+        None => Roi::all(d),
+    };
+    let (last, leading) = axes.split_last().expect("a nav grid has at least one axis");
+    // runs of the last axis, placed at every selected combination of the leading axes
+    let runs = selection(last, nav.dims()[leading.len()]).runs();
+    let leading: Vec<Vec<usize>> = leading
         .iter()
-        .zip(dims)
-        .map(|(a, &d)| match a {
-            Some(bools) => (0..d).filter(|&i| bools[i]).collect(),
-            None => (0..d).collect(),
-        })
+        .zip(nav.dims())
+        .map(|(a, &d)| selection(a, d).runs().iter().flat_map(|&(s, l)| s..s + l).collect())
         .collect();
     let mut roi = Roi::none(nav.size());
-    let (last, leading) = selected.split_last().expect("a nav grid has at least one axis");
     if leading.iter().any(Vec::is_empty) {
         return roi;
-    }
-    // runs of the last axis, placed at every selected combination of the leading axes
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for &i in last {
-        match runs.last_mut() {
-            Some((s, l)) if *s + *l == i => *l += 1,
-            _ => runs.push((i, 1)),
-        }
     }
     let strides = nav.strides();
     let mut at = vec![0usize; leading.len()];
     loop {
-        let base: usize = at.iter().zip(leading).zip(&strides).map(|((&k, sel), &s)| sel[k] * s).sum();
+        let base: usize = at.iter().zip(&leading).zip(&strides).map(|((&k, sel), &s)| sel[k] * s).sum();
         for &(s, l) in &runs {
             roi.select_run(base + s, l);
         }
