@@ -257,6 +257,40 @@ pub struct MaskStack {
     /// the cheaper way for 16-bit frames: many short runs (narrow rings), not many more vertical than
     /// horizontal ones, and frames of at most 65 536 pixels (u32 sums cannot overflow).
     pub(crate) column_runs: Option<Vec<Vec<(u32, u32)>>>,
+    /// [`MaskStack::ordered_runs`] cut into [`RunWindow`]s, for frames of at least 16 pixels and at
+    /// most 65 536 masks (empty otherwise).
+    pub(crate) windows: Vec<RunWindow>,
+}
+
+/// At most 16 pixels of one run of binary mask `m`: the pixels `p + k` for the set bits `k` of
+/// `bits` (consecutive bits). The window `p .. p + 16` lies inside the frame: at the frame's end it
+/// moves back and its bits move up. A mask's sum over a frame is then the same steps for every
+/// window, with no loop whose trip count varies from run to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RunWindow {
+    /// The window's first pixel.
+    pub p: u32,
+    /// The mask.
+    pub m: u16,
+    /// Which of the window's 16 pixels belong to the run.
+    pub bits: u16,
+}
+
+/// Cuts runs `(first pixel, length, mask)` into [`RunWindow`]s, in the same order.
+fn run_windows(ordered_runs: &[(u32, u32, u32)], sig_size: usize) -> Vec<RunWindow> {
+    if sig_size < 16 || ordered_runs.iter().any(|&(_, _, m)| m > u16::MAX as u32) {
+        return Vec::new();
+    }
+    let last = (sig_size - 16) as u32;
+    ordered_runs
+        .iter()
+        .flat_map(|&(p, l, m)| {
+            (p..p + l).step_by(16).map(move |s| {
+                let (len, start) = ((p + l - s).min(16), s.min(last));
+                RunWindow { p: start, m: m as u16, bits: (((1u32 << len) - 1) << (s - start)) as u16 }
+            })
+        })
+        .collect()
 }
 
 /// Running sums down the columns of a frame of 16-bit counts (`width` pixels per row):
@@ -381,7 +415,8 @@ impl MaskStack {
         let column_runs =
             (binary && ordered_runs.len() * 16 > sig_size && vertical <= 2 * ordered_runs.len() && sig_size <= 65536)
                 .then_some(column_runs);
-        MaskStack { n, sig_size, dense, sparse, runs, ordered_runs, width, column_runs }
+        let windows = run_windows(&ordered_runs, sig_size);
+        MaskStack { n, sig_size, dense, sparse, runs, ordered_runs, width, column_runs, windows }
     }
 }
 

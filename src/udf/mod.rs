@@ -482,6 +482,20 @@ pub(crate) fn prefetch<T>(xs: &[T]) {
     let _ = xs;
 }
 
+/// Asks the CPU to bring the cache line of `xs[i]` into L2 (`prefetcht1`): for data a kernel reads
+/// a while later, such as the same pixels of the next frame. A hint only; nothing where `i` is
+/// outside `xs`.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(xs: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = xs.get(i) {
+        // SAFETY: a prefetch never faults and has no architectural effect; the address is inside `xs`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>((x as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (xs, i);
+}
+
 /// [`sum_f64`] for kernels that are themselves compiled per SIMD level: inlined into them.
 #[inline(always)]
 pub(crate) fn sum_f64_inline<T: Pixel>(xs: &[T]) -> f64 {
