@@ -482,18 +482,24 @@ pub(crate) fn prefetch<T>(xs: &[T]) {
     let _ = xs;
 }
 
-/// Asks the CPU to bring the cache line of `xs[i]` into L2 (`prefetcht1`): for data a kernel reads
-/// a while later, such as the same pixels of the next frame. A hint only; nothing where `i` is
-/// outside `xs`.
+/// Asks the CPU to bring the cache lines of `xs[start .. start + len]` into L2 (`prefetcht1`): for
+/// data a kernel reads a while later, such as the same pixels of the next frame (a whole frame
+/// ahead: the hardware prefetcher does not follow a frame read in short pieces that far). A hint
+/// only: no effect on results, and none where the range is empty or not inside `xs`.
 #[inline(always)]
-pub(crate) fn prefetch_l2<T>(xs: &[T], i: usize) {
+pub(crate) fn prefetch_l2<T>(xs: &[T], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(x) = xs.get(i) {
-        // SAFETY: a prefetch never faults and has no architectural effect; the address is inside `xs`.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>((x as *const T).cast()) };
+    if len > 0 && start.checked_add(len).is_some_and(|end| end <= xs.len()) {
+        let first = xs[start..].as_ptr() as usize & !63;
+        let last = xs[start + len - 1..].as_ptr() as usize;
+        for line in (first..=last).step_by(64) {
+            // SAFETY: a prefetch never faults and has no architectural effect; each line holds
+            // bytes of `xs[start .. start + len]`.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line as *const i8) };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (xs, i);
+    let _ = (xs, start, len);
 }
 
 /// [`sum_f64`] for kernels that are themselves compiled per SIMD level: inlined into them.

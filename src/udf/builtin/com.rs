@@ -2,7 +2,7 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch, simd, tail_window};
+use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch, prefetch_l2, simd, tail_window};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -316,7 +316,8 @@ simd::multiversion! {
     /// `(Σv, Σ y·v, Σ x·v)` over the disk's runs of every frame (`sig_size` pixels each), added to
     /// the frame's three values in `out`.
     fn moments<T: Pixel>(pixels: &[Run], data: &[T], sig_size: usize, out: &mut [f64]) {
-        for (frame, res) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(3)) {
+        for (i, (frame, res)) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(3)).enumerate() {
+            let next = data.get((i + 1) * sig_size..(i + 2) * sig_size).unwrap_or(&[]);
             // a few runs ahead: more of the frame's reads in flight than the runs' own loads give
             const AHEAD: usize = 4;
             for &(p, len, _, _) in pixels.iter().take(AHEAD) {
@@ -327,6 +328,8 @@ simd::multiversion! {
                 if let Some(&(q, l, _, _)) = pixels.get(k + AHEAD) {
                     prefetch(&frame[q as usize..(q + l) as usize]);
                 }
+                // and the run's pixels of the next frame into L2, a frame ahead
+                prefetch_l2(next, run.0 as usize, run.1 as usize);
                 lanes.add_run(frame, run);
             }
             for (r, v) in res.iter_mut().zip(lanes.totals()) {

@@ -109,13 +109,15 @@ simd::multiversion! {
                     // runs; the f64 sums of a 256×256 frame no longer fit in L2 beside the frames)
                     _ => match (same_type::<T, u16>(frame), same_type::<T, u8>(frame)) {
                         (Some(frame), _) if frame.len() <= 65536 => {
-                            add_runs(frame, &stack.ordered_runs, u32::from, &mut lanes16, res)
+                            let next = same_type::<T, u16>(next).unwrap_or_default();
+                            add_runs(frame, next, &stack.ordered_runs, u32::from, &mut lanes16, res)
                         }
                         (_, Some(frame)) if frame.len() <= 65536 => {
-                            add_runs(frame, &stack.ordered_runs, u32::from, &mut lanes16, res)
+                            let next = same_type::<T, u8>(next).unwrap_or_default();
+                            add_runs(frame, next, &stack.ordered_runs, u32::from, &mut lanes16, res)
                         }
                         _ if stack.windows.is_empty() => {
-                            add_runs(frame, &stack.ordered_runs, T::to_f64, &mut lanes8, res)
+                            add_runs(frame, next, &stack.ordered_runs, T::to_f64, &mut lanes8, res)
                         }
                         _ => add_windows(frame, next, &stack.windows, &mut lanes8, res),
                     },
@@ -144,10 +146,12 @@ simd::multiversion! {
 /// the run are masked out (the window moves back to stay inside the frame at its end). No horizontal
 /// sum and no scalar remainder loop per run, which dominated for the rings' runs of tens of pixels.
 /// u32 lanes are exact for 8/16-bit counts on frames of up to 65 536 pixels: a lane takes at most
-/// one pixel per window, and there are at most that many windows.
+/// one pixel per window, and there are at most that many windows. Each run also asks for its pixels
+/// of the `next` frame (empty for none) to be brought into L2 (see [`prefetch_l2`]).
 #[inline(always)]
 fn add_runs<T: Copy, A: RunLane, const W: usize>(
     frame: &[T],
+    next: &[T],
     runs: &[(u32, u32, u32)],
     widen: impl Fn(T) -> A,
     lanes: &mut Vec<[A; W]>,
@@ -165,6 +169,7 @@ fn add_runs<T: Copy, A: RunLane, const W: usize>(
     let (mut current, mut acc) = (usize::MAX, [A::default(); W]);
     for &(p, l, m) in runs {
         let (p, l, m) = (p as usize, l as usize, m as usize);
+        prefetch_l2(next, p, l);
         // consecutive runs of the same mask keep its lanes in registers
         if m != current {
             if current != usize::MAX {
@@ -227,7 +232,7 @@ fn add_windows<T: Pixel>(frame: &[T], next: &[T], windows: &[RunWindow], lanes: 
 fn add_windows_lanes<T: Pixel>(frame: &[T], next: &[T], windows: &[RunWindow], lanes: &mut [[f64; 8]]) {
     let (mut current, mut acc) = (usize::MAX, [0f64; 8]);
     for w in windows {
-        prefetch_l2(next, w.p as usize);
+        prefetch_l2(next, w.p as usize, 1);
         let x: &[T; 16] = frame[w.p as usize..w.p as usize + 16].try_into().expect("16 pixels");
         // the set bits are lo .. lo + len: one unsigned compare per lane (vectorizes; a bit test
         // per lane does not)
@@ -262,7 +267,7 @@ fn add_windows_f32_avx512(frame: &[f32], next: &[f32], windows: &[RunWindow], la
     use std::arch::x86_64::*;
     let (mut current, mut acc) = (usize::MAX, _mm512_setzero_pd());
     for w in windows {
-        prefetch_l2(next, w.p as usize);
+        prefetch_l2(next, w.p as usize, 1);
         let x = &frame[w.p as usize..w.p as usize + 16];
         // SAFETY: `x` holds 16 f32 (the slice is bounds-checked); unaligned loads of 8 each.
         let (a, b) = unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(x.as_ptr().add(8))) };
