@@ -91,6 +91,18 @@ def startup(tessera, peer, reps):
     return out
 
 
+def machine():
+    """The CPU model, its cores and cache sizes (lscpu): runs on different kinds of machine are not
+    comparable, and the project's VMs are not all of one kind."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no lscpu)"
+    info = dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
+    keys = ["Model name", "CPU(s)", "L2 cache", "L3 cache"]
+    return ", ".join(f"{k}: {info[k].strip()}" for k in keys if k in info)
+
+
 def reload_from_storage(path):
     """Drops the file from the page cache and lets the warm-up read it back, so that every run starts
     from the cache a file read from storage leaves, whatever wrote it. The difference is large: a file
@@ -249,9 +261,11 @@ def main():
                 "tessera_peak_rss_MiB": max(times[case]["rss"]),
             })
     starts = startup(args.tessera, args.peer, args.reps) if args.startup else None
+    cpu = machine()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cases": rows, "startup_ms": starts}, f, indent=1)
+            json.dump({"cases": rows, "startup_ms": starts, "machine": cpu}, f, indent=1)
+    print(f"machine: {cpu}")
     print(f"medians of {args.reps} interleaved repetitions; GB/s of frames read; limit = max(2-thread pread, "
           "2-thread mmap+sum) of the same file, measured at the start of every round; 'Tessera / limit': the median over "
           "the rounds of the case's rate over its round's limit, beside the median of the rounds' limits. Tessera: the second run of the query in its process "
