@@ -482,6 +482,28 @@ pub(crate) fn prefetch<T>(xs: &[T]) {
     let _ = xs;
 }
 
+/// [`prefetch_l2`] of the one line that holds `xs[i]` (nothing where `i` is outside `xs`): the
+/// cheapest form, for inner loops that step through a frame a line at a time.
+#[inline(always)]
+pub(crate) fn prefetch_l2_at<T>(xs: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = xs.get(i) {
+        // SAFETY: a prefetch never faults and has no architectural effect; the address is inside `xs`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>((x as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (xs, i);
+}
+
+/// The frames of `data` (`sig_size` pixels each), each with the one after it (empty for the last):
+/// for kernels that prefetch the next frame while they read this one (see [`prefetch_l2`]).
+pub(crate) fn frames_with_next<T>(data: &[T], sig_size: usize) -> impl Iterator<Item = (&[T], &[T])> {
+    let size = sig_size.max(1);
+    data.chunks_exact(size)
+        .enumerate()
+        .map(move |(i, frame)| (frame, data.get((i + 1) * size..(i + 2) * size).unwrap_or(&[])))
+}
+
 /// Asks the CPU to bring the cache lines of `xs[start .. start + len]` into L2 (`prefetcht1`): for
 /// data a kernel reads a while later, such as the same pixels of the next frame (a whole frame
 /// ahead: the hardware prefetcher does not follow a frame read in short pieces that far). A hint
@@ -489,13 +511,15 @@ pub(crate) fn prefetch<T>(xs: &[T]) {
 #[inline(always)]
 pub(crate) fn prefetch_l2<T>(xs: &[T], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    if len > 0 && start.checked_add(len).is_some_and(|end| end <= xs.len()) {
-        let first = xs[start..].as_ptr() as usize & !63;
-        let last = xs[start + len - 1..].as_ptr() as usize;
-        for line in (first..=last).step_by(64) {
+    if let Some(range) = xs.get(start..start.saturating_add(len)) {
+        // the lines from the one holding the range's first byte to the one holding its last (a
+        // plain loop: this sits in kernels' inner loops, often for one line)
+        let (mut line, end) = (range.as_ptr() as usize & !63, range.as_ptr_range().end as usize);
+        while line < end {
             // SAFETY: a prefetch never faults and has no architectural effect; each line holds
             // bytes of `xs[start .. start + len]`.
             unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line as *const i8) };
+            line += 64;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

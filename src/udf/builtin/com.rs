@@ -2,7 +2,9 @@
 
 use crate::dataset::{DType, Pixel};
 use crate::error::Error;
-use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch, prefetch_l2, simd, tail_window};
+use crate::udf::{
+    Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, frames_with_next, prefetch, prefetch_l2, simd, tail_window,
+};
 use std::sync::Arc;
 
 /// Centre of mass (LiberTEM's CoMUDF), within a disk of radius `r` (or a ring `ri..r`) around
@@ -316,8 +318,7 @@ simd::multiversion! {
     /// `(Σv, Σ y·v, Σ x·v)` over the disk's runs of every frame (`sig_size` pixels each), added to
     /// the frame's three values in `out`.
     fn moments<T: Pixel>(pixels: &[Run], data: &[T], sig_size: usize, out: &mut [f64]) {
-        for (i, (frame, res)) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(3)).enumerate() {
-            let next = data.get((i + 1) * sig_size..(i + 2) * sig_size).unwrap_or(&[]);
+        for ((frame, next), res) in frames_with_next(data, sig_size).zip(out.chunks_exact_mut(3)) {
             // a few runs ahead: more of the frame's reads in flight than the runs' own loads give
             const AHEAD: usize = 4;
             for &(p, len, _, _) in pixels.iter().take(AHEAD) {

@@ -4,7 +4,10 @@
 use crate::dataset::Pixel;
 use crate::error::Error;
 use crate::udf::masks::{MaskStack, RunWindow, column_prefix, specs_from_field};
-use crate::udf::{Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, prefetch_l2, same_type, simd, tail_window};
+use crate::udf::{
+    Args, Buffers, Meta, RunLane, Tile, Udf, UdfDoc, Views, frames_with_next, prefetch_l2, prefetch_l2_at, same_type,
+    simd, tail_window,
+};
 use std::sync::Arc;
 
 /// `intensity[nav, m] = Σ_p frame_nav[p] · mask_m[p]` for every mask of the stack (LiberTEM's
@@ -97,8 +100,7 @@ simd::multiversion! {
         // into 16-pixel windows, the same steps for each (`add_windows`)
         let mut prefix: Vec<u32> = Vec::new();
         let (mut lanes16, mut lanes8): (Vec<[u32; 16]>, Vec<[f64; 8]>) = (Vec::new(), Vec::new());
-        for (i, (frame, res)) in data.chunks_exact(sig_size.max(1)).zip(out.chunks_exact_mut(n)).enumerate() {
-            let next = data.get((i + 1) * sig_size..(i + 2) * sig_size).unwrap_or(&[]);
+        for ((frame, next), res) in frames_with_next(data, sig_size).zip(out.chunks_exact_mut(n)) {
             if stack.runs.is_some() {
                 match (same_type::<T, u16>(frame), &stack.column_runs) {
                     (Some(frame), Some(column_runs)) => {
@@ -232,7 +234,7 @@ fn add_windows<T: Pixel>(frame: &[T], next: &[T], windows: &[RunWindow], lanes: 
 fn add_windows_lanes<T: Pixel>(frame: &[T], next: &[T], windows: &[RunWindow], lanes: &mut [[f64; 8]]) {
     let (mut current, mut acc) = (usize::MAX, [0f64; 8]);
     for w in windows {
-        prefetch_l2(next, w.p as usize, 1);
+        prefetch_l2_at(next, w.p as usize);
         let x: &[T; 16] = frame[w.p as usize..w.p as usize + 16].try_into().expect("16 pixels");
         // the set bits are lo .. lo + len: one unsigned compare per lane (vectorizes; a bit test
         // per lane does not)
@@ -267,7 +269,7 @@ fn add_windows_f32_avx512(frame: &[f32], next: &[f32], windows: &[RunWindow], la
     use std::arch::x86_64::*;
     let (mut current, mut acc) = (usize::MAX, _mm512_setzero_pd());
     for w in windows {
-        prefetch_l2(next, w.p as usize, 1);
+        prefetch_l2_at(next, w.p as usize);
         let x = &frame[w.p as usize..w.p as usize + 16];
         // SAFETY: `x` holds 16 f32 (the slice is bounds-checked); unaligned loads of 8 each.
         let (a, b) = unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(x.as_ptr().add(8))) };
