@@ -162,7 +162,9 @@ impl FrameFile {
 /// [`RELEASE_BYTES`] (many partitions, each with a shorter span). Measured on an Intel VM, sums of a
 /// 1 GiB float32 file in two partitions: a release of all spans every 16 MiB in all (two calls per
 /// 16 MiB, 124 per query) cost 8-11 % against never releasing; 32 MiB spans (32 calls) recovered
-/// 1.085-1.09x of it for 43 MiB more peak RSS (77 → 120 MiB, still independent of the file).
+/// 1.085-1.09x of it for 43 MiB more peak RSS (77 → 120 MiB, still independent of the file). A
+/// region of interest's rows, spans further apart than a huge page, wait for [`RELEASE_BYTES`]:
+/// 128 MiB there took the peak RSS of a quarter ROI scan to 150-190 MiB.
 #[derive(Debug)]
 struct MappedFile {
     map: Mmap,
@@ -174,7 +176,7 @@ const SPAN_RELEASE_BYTES: usize = 32 << 20;
 
 /// How many finished bytes of a map wait, in shorter spans, before they are released together (see
 /// [`MappedFile`]).
-const RELEASE_BYTES: usize = 128 << 20;
+const RELEASE_BYTES: usize = 64 << 20;
 
 /// The huge page size of x86-64 and arm64 (4 KiB pages): spans closer than this join, and are
 /// released in whole huge pages.
@@ -659,8 +661,8 @@ mod tests {
         assert_eq!(pending(&file), vec![0..8 * MIB]);
         // many partitions' shorter spans are released together once they add up to RELEASE_BYTES
         let span = SPAN_RELEASE_BYTES - 4 * MIB;
-        let starts: Vec<usize> =
-            (0..).map(|k| 60 * MIB + k * (span + 4 * MIB)).take(RELEASE_BYTES / span + 1).collect();
+        let count = (RELEASE_BYTES - 8 * MIB).div_ceil(span);
+        let starts: Vec<usize> = (0..count).map(|k| 60 * MIB + k * (span + 4 * MIB)).collect();
         for (n, &start) in starts.iter().enumerate() {
             file.finished(start..start + span);
             let total = 8 * MIB + (n + 1) * span;
