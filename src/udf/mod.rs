@@ -355,10 +355,17 @@ pub(crate) fn add_by_eights<
         let f: [&[T]; 8] = std::array::from_fn(|j| &frames[k + j][px.clone()]);
         for (i, o) in acc.iter_mut().enumerate() {
             let v: [S; 8] = std::array::from_fn(|j| term(f[j][i]));
-            *o += widen(((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])));
+            *o += widen(pairwise8(v));
         }
     }
     add_by_fours(&frames[whole..], px, acc, |_| (), |x, ()| widen(term(x)));
+}
+
+/// `v`'s sum in pairs, then pairs of pairs: three roundings for each term, where a running sum would
+/// have up to seven (the eight-term sums of [`add_by_eights`] and [`sum_f32_by_eights`]).
+#[inline(always)]
+fn pairwise8<S: Copy + std::ops::Add<Output = S>>(v: [S; 8]) -> S {
+    ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
 }
 
 /// Pixels per chunk of per-pixel u32 sums of 8/16-bit frames: 128 KiB of sums (256 KiB for two) stay
@@ -560,7 +567,7 @@ fn sum_f32_by_eights(xs: &[f32]) -> f64 {
         let g: &[f32; 8 * W] = g.try_into().expect("8 W pixels");
         for k in 0..W {
             let v: [f32; 8] = std::array::from_fn(|j| g[j * W + k]);
-            lanes[k] += (((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))) as f64;
+            lanes[k] += pairwise8(v) as f64;
         }
     }
     let mut s: f64 = lanes.iter().sum();
