@@ -302,6 +302,11 @@ impl Context {
         roi: Option<&Roi>,
     ) -> Result<impl futures::Stream<Item = Result<Results>> + use<U>> {
         let df = self.roi_frame(table, roi).await?.select(vec![col("tile"), col("nav_index")])?;
+        // results come as partitions finish, so each partition reads its own share of the frames
+        // (sharing batches, a partition could finish having read none, or all)
+        let (mut state, plan) = df.into_parts();
+        state.config_mut().options_mut().execution.enable_file_stream_work_stealing = false;
+        let df = DataFrame::new(state, plan);
         let task = Arc::new(df.task_ctx());
         let plan = df.create_physical_plan().await?;
         crate::progress::live_results(udf, plan, task)

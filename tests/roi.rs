@@ -103,6 +103,49 @@ async fn bytes_read_follow_the_roi() {
     }
 }
 
+/// The partitions of an execution take batches from one list (DataFusion's work stealing option,
+/// on by default): each frame is read once, also when the plan is executed again, and the results
+/// are those of partitions that read their own frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_share_batches_and_read_each_frame_once() {
+    let dir = tempdir();
+    let c = ctx(4);
+    raw_scan(&c, dir.path(), "");
+    let query = "SELECT udf_sum(tile), udf_sum_sig(tile) FROM scan WHERE nav_y BETWEEN 3 AND 12";
+    let explain = |c: &Context| {
+        let c = c.clone();
+        async move {
+            let batches = c.sql(&format!("EXPLAIN {query}")).await.unwrap().collect().await.unwrap();
+            arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
+        }
+    };
+    assert!(explain(&c).await.contains("shared"));
+    let df = c.sql(query).await.unwrap();
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.unwrap();
+    let shared = collect(plan.clone(), task.clone()).await.unwrap();
+    assert_eq!(scan_metrics(&plan).frames_read, 160);
+    // the same plan executed again, in the same task context: every frame again
+    let again = collect(plan.clone(), task).await.unwrap();
+    assert_eq!(scan_metrics(&plan).frames_read, 320);
+    c.sql("SET datafusion.execution.enable_file_stream_work_stealing = false").await.unwrap();
+    assert!(!explain(&c).await.contains("shared"));
+    let (own, m) = run(&c, query).await;
+    assert_eq!(m.frames_read, 160);
+    for col in [0, 1] {
+        let (a, b, o) = (results(&shared, col), results(&again, col), results(&own, col));
+        assert_eq!(a.valid, o.valid);
+        for (k, v) in &a.buffers {
+            let (v, w, x) = (v.to_f64(), b.buffers[k].to_f64(), o.buffers[k].to_f64());
+            for ((v, w), x) in v.iter().zip(w.iter()).zip(x.iter()) {
+                // float sums over frames may differ in their last bits (which partition added what)
+                assert!((v - x).abs() <= 1e-12 * x.abs() || (v.is_nan() && x.is_nan()), "{k}: {v} vs {x}");
+                assert!((w - x).abs() <= 1e-12 * x.abs() || (w.is_nan() && x.is_nan()), "{k}: {w} vs {x}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn empty_roi_gives_full_shape_nan_results() {
     let dir = tempdir();

@@ -34,7 +34,8 @@ enum Command {
         /// Also write every result buffer into this folder: .npy files, and PNG images of 2-D buffers.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Print the query's wall time (planning and execution, not process start) to stderr.
+        /// Print the query's wall time (planning and execution, not process start) to stderr, and
+        /// the time it took to plan.
         #[arg(long)]
         timing: bool,
         /// Run the query this many times in the same process (with --timing: a time per run; the
@@ -152,7 +153,7 @@ async fn sql(args: SqlArgs<'_>, exec: &Handle) -> tessera::Result<()> {
     let mut batches = Vec::new();
     for _ in 0..repeat.max(1) {
         let started = std::time::Instant::now();
-        batches = run_with_progress(&ctx, query, exec).await?;
+        batches = run_with_progress(&ctx, query, exec, timing.then_some(started)).await?;
         if timing {
             eprintln!("query_seconds {:.6}", started.elapsed().as_secs_f64());
         }
@@ -170,9 +171,18 @@ async fn sql(args: SqlArgs<'_>, exec: &Handle) -> tessera::Result<()> {
 /// with TESSERA_PROGRESS=always); Ctrl-C cancels the query.
 /// The query runs on `exec`, a multi-threaded runtime of its own, so that this one (current-thread)
 /// keeps drawing the progress bar and hears Ctrl-C while every core is busy.
-async fn run_with_progress(ctx: &Context, query: &str, exec: &Handle) -> tessera::Result<Vec<RecordBatch>> {
+/// `timed`: when the query was issued; the time to a physical plan is then printed (`plan_seconds`).
+async fn run_with_progress(
+    ctx: &Context,
+    query: &str,
+    exec: &Handle,
+    timed: Option<std::time::Instant>,
+) -> tessera::Result<Vec<RecordBatch>> {
     use std::io::{IsTerminal, Write};
     let running = ctx.start(query, Some(exec)).await?;
+    if let Some(t) = timed {
+        eprintln!("plan_seconds {:.6}", t.elapsed().as_secs_f64());
+    }
     let started = std::time::Instant::now();
     let show = std::env::var("TESSERA_PROGRESS").is_ok_and(|v| v == "always") || std::io::stderr().is_terminal();
     let mut drawn = false;

@@ -18,7 +18,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Names of the scan's metrics.
 pub mod metric {
@@ -35,6 +36,11 @@ pub mod metric {
 /// Ballista hands each task a slice of a stage's partitions by restricting the stage's leaves, and
 /// it knows how to restrict an in-memory source but not a scan of its own; through `ids` the
 /// restricted scan still knows which of its partitions each task runs.
+///
+/// In one process, the partitions of an execution share their batches (see
+/// [`TileScanExec::with_shared_work`]): each partition takes the next batch that no other has taken,
+/// so that a partition whose frames read slower, or whose core the machine lends elsewhere, does not
+/// keep the others waiting at the end.
 #[derive(Debug, Clone)]
 pub struct TileScanExec {
     pub(crate) table: String,
@@ -46,7 +52,8 @@ pub struct TileScanExec {
     pub(crate) roi: Arc<Roi>,
     /// Text of the pushed-down predicate (for EXPLAIN).
     pub(crate) roi_text: Option<String>,
-    /// Runs of selected frames of each partition.
+    /// Runs of selected frames of each partition (where the partitions share their batches, all
+    /// of them together).
     pub(crate) parts: Vec<Vec<(usize, usize)>>,
     pub(crate) batch_frames: usize,
     pub(crate) limit: Option<usize>,
@@ -55,6 +62,90 @@ pub struct TileScanExec {
     pub(crate) pool: BufferPool,
     /// Which scan partition each output partition reads (cluster plans; see above).
     pub(crate) ids: Option<Arc<dyn ExecutionPlan>>,
+    /// The executions whose partitions share their batches, where they do (see
+    /// [`TileScanExec::with_shared_work`]).
+    pub(crate) shared: Option<Arc<SharedWork>>,
+}
+
+/// A list of batches (each the runs of frames it reads) and the next one not yet taken. A partition
+/// that reads its own batches has one of its own; partitions that share their work, one together.
+#[derive(Debug)]
+struct Batches {
+    list: Vec<Vec<(usize, usize)>>,
+    next: AtomicUsize,
+}
+
+impl Batches {
+    fn new(list: Vec<Vec<(usize, usize)>>) -> Arc<Self> {
+        Arc::new(Batches { list, next: AtomicUsize::new(0) })
+    }
+    /// Takes the next batch, if any is left.
+    fn take(&self) -> Option<&[(usize, usize)]> {
+        // `Relaxed`: the counter only hands out indices; the list is never written after creation
+        self.list.get(self.next.fetch_add(1, Ordering::Relaxed)).map(Vec::as_slice)
+    }
+    /// Leaves no batch to take (a cancelled query).
+    fn stop(&self) {
+        self.next.store(self.list.len(), Ordering::Relaxed);
+    }
+}
+
+/// The batches that the partitions of a scan's executions share, one list per execution.
+///
+/// An execution is known by its task context: DataFusion hands every partition of one execution the
+/// same one. An execution's list is made when its first partition starts, and is forgotten once
+/// every partition has started, or when the context is dropped. A partition that starts a second
+/// time in the same context (the plan executed again) starts a new list.
+#[derive(Debug)]
+pub(crate) struct SharedWork {
+    /// Frames per shared batch: the scan's, or fewer where that leaves fewer than
+    /// [`SHARED_BATCHES_PER_PARTITION`] batches per partition.
+    batch_frames: usize,
+    executions: Mutex<Vec<Execution>>,
+}
+
+/// Batches per partition that a shared list has at least, where the frames allow: enough that
+/// every partition has work, and that the partitions finish close together.
+const SHARED_BATCHES_PER_PARTITION: usize = 4;
+
+#[derive(Debug)]
+struct Execution {
+    task: Weak<TaskContext>,
+    batches: Arc<Batches>,
+    started: Vec<bool>,
+}
+
+impl SharedWork {
+    /// The batches partition `partition` of `partitions` takes from in the execution of `task`;
+    /// `list` makes an execution's batches.
+    fn batches(
+        &self,
+        task: &Arc<TaskContext>,
+        partition: usize,
+        partitions: usize,
+        list: impl FnOnce() -> Vec<Vec<(usize, usize)>>,
+    ) -> Arc<Batches> {
+        let mut executions = self.executions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        executions.retain(|e| e.task.strong_count() > 0);
+        let found =
+            executions.iter().position(|e| std::ptr::eq(e.task.as_ptr(), Arc::as_ptr(task)) && !e.started[partition]);
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let batches = Batches::new(list());
+                let started = vec![false; partitions];
+                executions.push(Execution { task: Arc::downgrade(task), batches, started });
+                executions.len() - 1
+            }
+        };
+        let e = &mut executions[i];
+        e.started[partition] = true;
+        let batches = e.batches.clone();
+        if e.started.iter().all(|&s| s) {
+            executions.swap_remove(i);
+        }
+        batches
+    }
 }
 
 /// Name of the column of the partition-identity child.
@@ -89,7 +180,33 @@ impl TileScanExec {
             metrics: ExecutionPlanMetricsSet::new(),
             pool: BufferPool::new(),
             ids: None,
+            shared: None,
         }
+    }
+
+    /// The scan whose partitions, in one execution, share their batches: each partition takes the
+    /// next batch that none has taken (DataFusion's file scans do the same with files, see
+    /// `datafusion.execution.enable_file_stream_work_stealing`). Every partition must then be
+    /// executed in this process: a scan for a cluster, whose tasks each run some of the partitions,
+    /// must not share. Results are the same, except for the last bits of float sums over frames,
+    /// which then depend on which partition added which frames (as they depend on the order in which
+    /// partitions finish, with more than two).
+    ///
+    /// A scan with a limit, or with a single partition, reads its partitions' own batches. Batches
+    /// are made smaller where there are fewer than [`SHARED_BATCHES_PER_PARTITION`] per partition;
+    /// they hold whole multiples of `align` frames (a file's read unit) where the scan's batches do.
+    pub(crate) fn with_shared_work(mut self, align: usize) -> Self {
+        let n = self.parts.len();
+        if n > 1 && self.limit.is_none() && self.ids.is_none() {
+            let frames: usize = self.parts.iter().flatten().map(|r| r.1).sum();
+            let mut batch_frames = self.batch_frames.min(frames.div_ceil(n * SHARED_BATCHES_PER_PARTITION).max(1));
+            let align = align.max(1);
+            if self.batch_frames.is_multiple_of(align) {
+                batch_frames = batch_frames.div_ceil(align) * align;
+            }
+            self.shared = Some(Arc::new(SharedWork { batch_frames, executions: Mutex::default() }));
+        }
+        self
     }
 
     fn properties_for(schema: SchemaRef, partitions: usize) -> Arc<PlanProperties> {
@@ -106,6 +223,7 @@ impl TileScanExec {
 
     /// The scan for a cluster plan: with its partition-identity child (see [`TileScanExec`]).
     pub(crate) fn with_partition_ids(mut self) -> Result<Self> {
+        self.shared = None;
         use arrow::array::Int64Array;
         use arrow::datatypes::{Field, Schema};
         let schema = Arc::new(Schema::new(vec![Field::new(PARTITION, DataType::Int64, false)]));
@@ -119,6 +237,7 @@ impl TileScanExec {
 
     /// This scan reading the partitions that `ids` names (decoded from a cluster plan).
     pub(crate) fn with_ids(mut self, ids: Arc<dyn ExecutionPlan>) -> Self {
+        self.shared = None;
         self.properties = Self::properties_for(
             ExecutionPlan::schema(&self),
             ids.properties().output_partitioning().partition_count(),
@@ -155,11 +274,12 @@ impl DisplayAs for TileScanExec {
         }
         write!(
             f,
-            " ({} of {} frames), partitions={}, batch_frames={}, projection=[{}]",
+            " ({} of {} frames), partitions={}, batch_frames={}{}, projection=[{}]",
             self.roi.count(),
             self.roi.len(),
             self.parts.len(),
-            self.batch_frames,
+            self.shared.as_ref().map_or(self.batch_frames, |s| s.batch_frames),
+            if self.shared.is_some() { " shared" } else { "" },
             cols.join(", ")
         )?;
         if let Some(l) = self.limit {
@@ -200,7 +320,10 @@ impl ExecutionPlan for TileScanExec {
     }
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
         let rows = match partition {
-            Some(_) if self.ids.is_some() => return Ok(Arc::new(Statistics::new_unknown(&self.schema()))),
+            // which frames a partition reads is decided as it runs
+            Some(_) if self.ids.is_some() || self.shared.is_some() => {
+                return Ok(Arc::new(Statistics::new_unknown(&self.schema())));
+            }
             Some(p) => self.parts.get(p).map(|r| r.iter().map(|x| x.1).sum()).unwrap_or(0),
             None => self.roi.count(),
         };
@@ -237,18 +360,25 @@ impl TileScanExec {
     /// The frames of scan partition `part`, as output partition `partition` (its metrics).
     fn stream(&self, part: usize, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let schema = self.schema();
-        let mut runs = self.parts.get(part).cloned().unwrap_or_default();
-        if let Some(limit) = self.limit {
-            truncate_runs(&mut runs, limit);
-        }
+        let batches = match &self.shared {
+            Some(shared) => shared.batches(&context, part, self.parts.len(), || {
+                chunk_runs(&join_runs(self.parts.iter().flatten().copied()), shared.batch_frames)
+            }),
+            None => {
+                let mut runs = self.parts.get(part).cloned().unwrap_or_default();
+                if let Some(limit) = self.limit {
+                    truncate_runs(&mut runs, limit);
+                }
+                Batches::new(chunk_runs(&runs, self.batch_frames))
+            }
+        };
         let tile_col = self.projection.iter().position(|&i| self.table_schema.field(i).name() == "tile");
         let reader = BatchReader {
             dataset: self.dataset.clone(),
             schema: schema.clone(),
             projection: self.projection.clone(),
             tile_col,
-            batches: chunk_runs(&runs, self.batch_frames),
-            next: 0,
+            batches,
             pool: self.pool.clone(),
             cancel: context.session_config().get_extension::<crate::progress::CancelFlag>(),
             bytes_read: MetricBuilder::new(&self.metrics).counter(metric::BYTES_READ, partition),
@@ -256,6 +386,18 @@ impl TileScanExec {
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, Yielding { reader, yield_next: false })))
     }
+}
+
+/// `runs` with each run that continues the one before joined to it.
+fn join_runs(runs: impl Iterator<Item = (usize, usize)>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (s, c) in runs {
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 == s => last.1 += c,
+            _ => out.push((s, c)),
+        }
+    }
+    out
 }
 
 /// Keeps the first `limit` frames of `runs`.
@@ -341,8 +483,7 @@ struct BatchReader {
     schema: SchemaRef,
     projection: Vec<usize>,
     tile_col: Option<usize>,
-    batches: Vec<Vec<(usize, usize)>>,
-    next: usize,
+    batches: Arc<Batches>,
     pool: BufferPool,
     cancel: Option<Arc<crate::progress::CancelFlag>>,
     bytes_read: Count,
@@ -382,11 +523,10 @@ impl Iterator for BatchReader {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.cancel.as_ref().is_some_and(|c| c.is_set()) {
-            self.next = self.batches.len();
+            self.batches.stop();
             return Some(Err(crate::Error::Cancelled.into()));
         }
-        let runs = self.batches.get(self.next)?;
-        self.next += 1;
+        let runs = self.batches.take()?;
         Some(self.read(runs))
     }
 }
@@ -420,5 +560,40 @@ mod tests {
         let mut r = vec![(0, 5), (10, 3)];
         truncate_runs(&mut r, 6);
         assert_eq!(r, vec![(0, 5), (10, 1)]);
+        assert_eq!(join_runs([(0, 4), (4, 2), (8, 1), (9, 1)].into_iter()), vec![(0, 6), (8, 2)]);
+    }
+
+    #[test]
+    fn partitions_of_one_execution_share_one_list() {
+        let work = SharedWork { batch_frames: 1, executions: Mutex::default() };
+        let list = || (0..5).map(|i| vec![(i, 1)]).collect::<Vec<_>>();
+        let (a, b) = (Arc::new(TaskContext::default()), Arc::new(TaskContext::default()));
+        // two executions, their partitions starting interleaved
+        let a0 = work.batches(&a, 0, 2, list);
+        let b1 = work.batches(&b, 1, 2, list);
+        let a1 = work.batches(&a, 1, 2, list);
+        let b0 = work.batches(&b, 0, 2, list);
+        assert!(Arc::ptr_eq(&a0, &a1) && Arc::ptr_eq(&b0, &b1) && !Arc::ptr_eq(&a0, &b0));
+        // every batch is taken once, by whichever partition asks first
+        let taken: Vec<_> = [&a0, &a1, &a1, &a0, &a1, &a0, &a1].iter().filter_map(|q| q.take()).collect();
+        assert_eq!(taken, (0..5).map(|i| vec![(i, 1)]).collect::<Vec<_>>());
+        assert!(b0.take().is_some(), "the other execution still has all its batches");
+        // both executions have started every partition: nothing is kept
+        assert!(work.executions.lock().unwrap().is_empty());
+        // the plan executed again in the same context starts a new list
+        let again = work.batches(&a, 0, 2, list);
+        assert!(!Arc::ptr_eq(&again, &a0));
+        assert_eq!(again.take(), Some(&[(0, 1)][..]));
+        // a partition started twice in one context: the second time belongs to a new execution
+        let twice = work.batches(&a, 0, 2, list);
+        assert!(!Arc::ptr_eq(&again, &twice));
+        assert_eq!(work.executions.lock().unwrap().len(), 2);
+        // a cancelled query leaves nothing to take
+        twice.stop();
+        assert!(twice.take().is_none());
+        // an execution whose context is gone is forgotten
+        drop((a, again, twice, a0, a1));
+        let _ = work.batches(&b, 0, 2, list);
+        assert_eq!(work.executions.lock().unwrap().len(), 1);
     }
 }

@@ -132,6 +132,9 @@ impl TableProvider for TileTable {
         if state.config().get_extension::<PartitionIds>().is_some() {
             return Ok(Arc::new(scan.with_partition_ids()?));
         }
+        if state.config().options().execution.enable_file_stream_work_stealing {
+            return Ok(Arc::new(scan.with_shared_work(align)));
+        }
         Ok(Arc::new(scan))
     }
 }
