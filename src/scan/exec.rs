@@ -95,7 +95,9 @@ impl Batches {
 /// An execution is known by its task context: DataFusion hands every partition of one execution the
 /// same one. An execution's list is made when its first partition starts, and is forgotten once
 /// every partition has started, or when the context is dropped. A partition that starts a second
-/// time in the same context (the plan executed again) starts a new list.
+/// time in the same context (the plan executed again) starts a new list. Two executions of one plan
+/// at the same time, in one task context, would be taken for one (DataFusion's file scans, which
+/// share their files the same way, assume the same).
 #[derive(Debug)]
 pub(crate) struct SharedWork {
     /// Frames per shared batch: the scan's, or fewer where that leaves fewer than
