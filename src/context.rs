@@ -9,8 +9,9 @@ use crate::udf::aux::AuxRegistry;
 use crate::udf::{NavIndexRewrite, Results, Udf, aggregate, builtin};
 use arrow::array::AsArray;
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::FunctionRegistry;
+use datafusion::execution::{FunctionRegistry, SessionState, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF, col, lit};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement;
 use std::collections::BTreeMap;
@@ -87,6 +88,9 @@ pub struct Context {
     specs: Arc<RwLock<BTreeMap<String, DatasetSpec>>>,
     batch_bytes: usize,
     temp: Arc<AtomicUsize>,
+    /// Whether queries run in this process (not on a cluster): only then are they planned directly
+    /// (see [`Context::start`]).
+    local: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -125,7 +129,9 @@ impl Context {
             .with_default_features()
             .build();
         // the Ballista client replaces the session's function lists: Tessera registers after it
-        Self::from_session(SessionContext::remote_with_state(url, state).await?)
+        let mut ctx = Self::from_session(SessionContext::remote_with_state(url, state).await?)?;
+        ctx.local = false;
+        Ok(ctx)
     }
 
     fn from_session(mut ctx: SessionContext) -> Result<Self> {
@@ -137,6 +143,7 @@ impl Context {
             specs: Default::default(),
             batch_bytes: crate::scan::DEFAULT_BATCH_BYTES,
             temp: Default::default(),
+            local: true,
         })
     }
 
@@ -282,15 +289,30 @@ impl Context {
     /// Starts a query in the background: poll its [`progress`](crate::progress::RunningQuery::progress),
     /// [`cancel`](crate::progress::RunningQuery::cancel) it, or wait for it.
     /// `runtime`: where to execute (see [`RunningQuery::start`](crate::progress::RunningQuery::start)).
+    ///
+    /// Tessera UDFs over one dataset table (with or without a ROI) are planned directly, without
+    /// DataFusion's general rule passes, into the plan that those passes would make (see
+    /// [`crate::scan`]); other queries go through DataFusion's planner. So is [`Context::run_udf`].
     pub async fn start(
         &self,
         query: &str,
         runtime: Option<&tokio::runtime::Handle>,
     ) -> Result<crate::progress::RunningQuery> {
-        let df = self.sql(query).await?;
-        let task = Arc::new(df.task_ctx());
-        let plan = df.create_physical_plan().await?;
+        let (state, logical) = self.sql(query).await?.into_parts();
+        let task = Arc::new(TaskContext::from(&state));
+        let plan = self.physical_plan(&state, &logical).await?;
         Ok(crate::progress::RunningQuery::start(plan, task, runtime))
+    }
+
+    /// The physical plan of `logical`: Tessera UDFs over one dataset table planned directly (see
+    /// [`crate::scan`]) where the query runs in this process, any other plan by DataFusion.
+    async fn physical_plan(&self, state: &SessionState, logical: &LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.local
+            && let Some(plan) = crate::scan::direct::plan(state, logical).await?
+        {
+            return Ok(plan);
+        }
+        Ok(state.create_physical_plan(logical).await?)
     }
 
     /// Runs `udf` over `table` (optionally restricted to `roi`) and yields merged partial results as
@@ -353,7 +375,9 @@ impl Context {
         let udaf = aggregate(udf);
         let df = self.roi_frame(table, roi).await?;
         let df = df.aggregate(vec![], vec![udaf.call(vec![col("tile"), col("nav_index")]).alias("result")])?;
-        let batches = df.collect().await?;
+        let (state, logical) = df.into_parts();
+        let plan = self.physical_plan(&state, &logical).await?;
+        let batches = datafusion::physical_plan::collect(plan, Arc::new(TaskContext::from(&state))).await?;
         let batch =
             batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| Error::Shape("the UDF returned no row".into()))?;
         Results::from_struct(batch.column(0).as_struct(), 0)

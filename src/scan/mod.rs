@@ -5,7 +5,14 @@
 //! native dtype, with the geometry in its field metadata. Every predicate that references only nav
 //! columns is an exact filter pushdown: it becomes a [`Roi`](crate::geometry::Roi) and only the
 //! selected frames are read.
+//!
+//! Queries of Tessera UDFs over one such table (`SELECT udf_sum(tile) FROM scan WHERE nav_y < 8`)
+//! are planned directly by [`Context`](crate::Context) into the plan that DataFusion's planner makes
+//! of them, without its general rule passes, which cost a large part of a short query's time;
+//! every other query, and every query through a plain `SessionContext`, goes through DataFusion's
+//! planner.
 
+pub(crate) mod direct;
 mod exec;
 mod roi;
 
