@@ -1,8 +1,10 @@
 //! Runs the SQL specification in `sql/*.slt` through sqllogictest.
 //!
 //! Tables: `demo` (synthetic 32x32 scan of 64x64 uint16 frames), `scan` (synthetic 16x16 of 16x16
-//! float32), `line` (a 1-D scan of 10 frames), all with target_partitions = 4. Set
-//! `TESSERA_SLT_COMPLETE=1` to rewrite the expected results from the current output.
+//! float32), `line` (a 1-D scan of 10 frames), all with target_partitions = 4. Each file runs twice:
+//! through DataFusion's `DataFrame::collect`, and as the CLI runs queries (`Context::start`, which
+//! plans Tessera UDFs over one table directly). Set `TESSERA_SLT_COMPLETE=1` to rewrite the expected
+//! results from the current output.
 
 use arrow::array::Array;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -12,6 +14,9 @@ use tessera::dataset::DatasetSpec;
 
 struct Db {
     ctx: tessera::Context,
+    /// Run queries as the CLI does (`Context::start`, whose direct planning takes Tessera UDFs over
+    /// one table), instead of through DataFusion's `DataFrame::collect`.
+    as_cli: bool,
 }
 
 #[derive(Debug)]
@@ -38,8 +43,13 @@ impl sqllogictest::AsyncDB for Db {
     type Error = SltError;
     type ColumnType = DefaultColumnType;
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
-        let df = self.ctx.sql(sql).await.map_err(|e| SltError(e.to_string()))?;
-        let batches = df.collect().await.map_err(|e| SltError(e.to_string()))?;
+        let batches = if self.as_cli {
+            let running = self.ctx.start(sql, None).await.map_err(|e| SltError(e.to_string()))?;
+            running.finish().await.map_err(|e| SltError(e.to_string()))?
+        } else {
+            let df = self.ctx.sql(sql).await.map_err(|e| SltError(e.to_string()))?;
+            df.collect().await.map_err(|e| SltError(e.to_string()))?
+        };
         let Some(first) = batches.first() else {
             return Ok(DBOutput::StatementComplete(0));
         };
@@ -64,7 +74,7 @@ impl sqllogictest::AsyncDB for Db {
     }
 }
 
-async fn make() -> Result<Db, SltError> {
+async fn make(as_cli: bool) -> Result<Db, SltError> {
     let ctx = crate::common::ctx(4);
     for (name, spec) in [
         ("demo", "synthetic,nav=32x32,sig=64x64,dtype=uint16"),
@@ -78,7 +88,7 @@ async fn make() -> Result<Db, SltError> {
         mask.set(i, true);
     }
     ctx.register_mask("corners", mask);
-    Ok(Db { ctx })
+    Ok(Db { ctx, as_cli })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +100,7 @@ async fn sql_specification() {
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
     let complete = std::env::var("TESSERA_SLT_COMPLETE").is_ok_and(|v| v == "1");
     for file in files {
-        let mut runner = sqllogictest::Runner::new(make);
+        let mut runner = sqllogictest::Runner::new(|| make(false));
         if complete {
             runner
                 .update_test_file(
@@ -102,8 +112,14 @@ async fn sql_specification() {
                 )
                 .await
                 .unwrap();
-        } else if let Err(e) = runner.run_file_async(&file).await {
-            panic!("{}: {e}", file.display());
+            continue;
+        }
+        // the same specification through DataFusion's planner and through the CLI's path
+        for as_cli in [false, true] {
+            let mut runner = sqllogictest::Runner::new(move || make(as_cli));
+            if let Err(e) = runner.run_file_async(&file).await {
+                panic!("{} (as the CLI runs queries: {as_cli}): {e}", file.display());
+            }
         }
     }
 }
