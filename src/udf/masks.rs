@@ -441,8 +441,9 @@ pub struct MasksFunction {
 
 impl Default for MasksFunction {
     fn default() -> Self {
-        // Stable, not Immutable: constant folding would replace the call (and its field metadata)
-        // by a bare literal before the aggregate sees it.
+        // Stable: an npy(...) mask's file may change between queries. (DataFusion 55's simplifier
+        // still evaluates Stable calls when a query is planned; the literal it leaves keeps the
+        // field metadata that describes the masks, and Tessera's direct planning keeps the call.)
         MasksFunction { signature: Signature::variadic(vec![DataType::Utf8], Volatility::Stable) }
     }
 }
