@@ -47,24 +47,21 @@ pub(crate) async fn plan(state: &SessionState, plan: &LogicalPlan) -> Result<Opt
     let Some((projection, aggregate, scan, table)) = shape(&optimized) else { return Ok(None) };
 
     // the provider sees its columns unqualified, whatever the query called the table
-    let filters: Vec<Expr> = unnormalize_cols(scan.filters.iter().cloned());
-    let input =
-        datafusion::catalog::TableProvider::scan(table, state, scan.projection.as_ref(), &filters, None).await?;
+    let roi: Vec<Expr> = unnormalize_cols(scan.filters.iter().cloned());
+    let input = datafusion::catalog::TableProvider::scan(table, state, scan.projection.as_ref(), &roi, None).await?;
     let (logical_schema, physical_schema) = (aggregate.input.schema(), input.schema());
-    // (`filters`: the calls' FILTER clauses, none here)
-    let (mut aggregates, mut filters) = (Vec::new(), Vec::new());
-    for e in &aggregate.aggr_expr {
-        let lowered = LoweredAggregateBuilder::new(
-            e,
-            logical_schema,
-            &physical_schema,
-            state.execution_props(),
-            &PhysicalPlanningContext::default(),
-        )
-        .build()?;
-        aggregates.push(lowered.aggregate);
-        filters.push(lowered.filter);
-    }
+    let aggregates = aggregate
+        .aggr_expr
+        .iter()
+        .map(|e| {
+            let planning = PhysicalPlanningContext::default();
+            let lowered =
+                LoweredAggregateBuilder::new(e, logical_schema, &physical_schema, state.execution_props(), &planning);
+            Ok(lowered.build()?.aggregate)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // the calls' FILTER clauses: none (see `shape`)
+    let no_filters = vec![None; aggregates.len()];
     let single = input.properties().output_partitioning().partition_count() == 1;
     let mode = if single { AggregateMode::Single } else { AggregateMode::Partial };
     let groups = PhysicalGroupBy::default();
@@ -72,7 +69,7 @@ pub(crate) async fn plan(state: &SessionState, plan: &LogicalPlan) -> Result<Opt
         mode,
         groups.clone(),
         aggregates,
-        filters.clone(),
+        no_filters.clone(),
         input,
         physical_schema.clone(),
     )?);
@@ -84,7 +81,7 @@ pub(crate) async fn plan(state: &SessionState, plan: &LogicalPlan) -> Result<Opt
             groups.as_final(),
             // the partial aggregate's expressions, as the general planner passes them on
             first.aggr_expr().to_vec(),
-            filters,
+            no_filters,
             merged,
             physical_schema,
         )?);
@@ -98,11 +95,7 @@ pub(crate) async fn plan(state: &SessionState, plan: &LogicalPlan) -> Result<Opt
 /// Whether the unanalyzed plan may be one [`plan`] builds: `[Projection] → Aggregate without GROUP
 /// BY → [Filter] → TableScan` of a [`TileTable`]. A cheap test, so that other queries pay nothing.
 fn candidate(plan: &LogicalPlan) -> bool {
-    let node = match plan {
-        LogicalPlan::Projection(p) => p.input.as_ref(),
-        other => other,
-    };
-    let LogicalPlan::Aggregate(a) = node else { return false };
+    let LogicalPlan::Aggregate(a) = under_projection(plan).1 else { return false };
     let node = match a.input.as_ref() {
         LogicalPlan::Filter(f) => f.input.as_ref(),
         other => other,
@@ -114,10 +107,7 @@ fn candidate(plan: &LogicalPlan) -> bool {
 /// Tessera UDF calls (no GROUP BY, DISTINCT, FILTER or ORDER BY) → TableScan` of a [`TileTable`]
 /// whose filters were all pushed into it (no filter left above the scan) and without a limit.
 fn shape(plan: &LogicalPlan) -> Option<(Option<Renames<'_>>, &Aggregate, &TableScan, &TileTable)> {
-    let (projection, node) = match plan {
-        LogicalPlan::Projection(p) => (Some(p), p.input.as_ref()),
-        other => (None, other),
-    };
+    let (projection, node) = under_projection(plan);
     let LogicalPlan::Aggregate(aggregate) = node else { return None };
     let LogicalPlan::TableScan(scan) = aggregate.input.as_ref() else { return None };
     let table = tile_table(scan)?;
@@ -154,6 +144,14 @@ fn shape(plan: &LogicalPlan) -> Option<(Option<Renames<'_>>, &Aggregate, &TableS
         && aggregate.aggr_expr.iter().all(plain_udf)
         && scan.fetch.is_none();
     fits.then_some((renames, aggregate, scan, table))
+}
+
+/// The plan's top projection, if it has one, and the node under it.
+fn under_projection(plan: &LogicalPlan) -> (Option<&Projection>, &LogicalPlan) {
+    match plan {
+        LogicalPlan::Projection(p) => (Some(p), p.input.as_ref()),
+        other => (None, other),
+    }
 }
 
 /// A projection of the aggregate's result columns, each renamed (`AS name`) or not.
