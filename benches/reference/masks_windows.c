@@ -16,27 +16,20 @@
 // not populated for every repetition, so faults are measured, as bench_membw's limit measures them)
 // and prints, for one and two threads, each thread taking half of the frames: the plain sum, the
 // kernel without prefetch, and the kernel with the next-frame prefetch (medians of 5, three rounds).
-#include <fcntl.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "reference.h"
+
 #define W 256
-#define FRAME (W * W)
 #define MASKS 16
 
 typedef struct { uint32_t p; uint16_t m, bits; } Window;
 static Window windows[FRAME];
 static int n_windows;
-
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
 // The runs of the 16 rings in frame order, cut into windows as `run_windows` cuts them.
 static void build_windows(void) {
@@ -91,20 +84,14 @@ static __attribute__((noipa)) double plain(const float *x) {
   return _mm512_reduce_add_pd(_mm512_add_pd(a, b));
 }
 
-static int by_value(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-
 int main(int argc, char **argv) {
   int fresh = argc == 3 && strcmp(argv[2], "fresh") == 0;
   if (argc != 2 && !fresh) { fprintf(stderr, "usage: %s FILE [fresh] (float32 frames of 256x256, e.g. target/peer/data/large_f32.raw)\n", argv[0]); return 2; }
   if (!__builtin_cpu_supports("avx512f")) { fprintf(stderr, "this reference needs AVX-512F\n"); return 2; }
-  int fd = open(argv[1], O_RDONLY);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) { perror(argv[1]); return 1; }
-  size_t n = (size_t)st.st_size, frames = n / (FRAME * sizeof(float));
-  if (frames < 8) { fprintf(stderr, "%s: %zu bytes, fewer than 8 frames of 256x256 float32\n", argv[1], n); return 1; }
-  n = frames * FRAME * sizeof(float);
-  const float *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-  if (map == MAP_FAILED) { perror("mmap"); return 1; }
+  size_t frames;
+  int fd = open_frames(argv[1], 1, 8, &frames);
+  size_t n = frames * FRAME * sizeof(float);
+  const float *map = map_frames(fd, frames, !fresh);
   build_windows();
 
   double lanes[MASKS * 8] __attribute__((aligned(64))), sink = 0;
@@ -124,8 +111,7 @@ int main(int argc, char **argv) {
         for (int rep = 0; rep < 5; rep++) {
           if (fresh) {
             munmap((void *)map, n);
-            map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (map == MAP_FAILED) { perror("mmap"); return 1; }
+            map = map_frames(fd, frames, 0);
           }
           double t1 = now(), total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)

@@ -13,21 +13,14 @@
 //   gcc -O2 -march=native -fopenmp -o sum_patterns sum_patterns.c
 //   ./sum_patterns target/peer/data/large_f32.raw
 // The file is mapped pre-populated, so page faults are not measured.
-#include <fcntl.h>
 #include <omp.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
 
-#define FRAME 65536 /* pixels per frame */
+#include "reference.h"
+
 #define BATCH 8     /* frames per batch */
 #define BLOCK 1024  /* pixels per pass */
-
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
 // Seconds to sum `batches` batches of `map` with `side` frames per pass (0: one stream).
 static double run(const float *map, size_t batches, int side, double *sink) {
@@ -72,17 +65,12 @@ static double run(const float *map, size_t batches, int side, double *sink) {
   return now() - t0;
 }
 
-static int by_value(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-
 int main(int argc, char **argv) {
   if (argc != 2) { fprintf(stderr, "usage: %s FILE (float32 frames of 256x256, e.g. target/peer/data/large_f32.raw)\n", argv[0]); return 2; }
-  int fd = open(argv[1], O_RDONLY);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) { perror(argv[1]); return 1; }
-  size_t batches = (size_t)st.st_size / (BATCH * FRAME * sizeof(float)), n = batches * BATCH * FRAME * sizeof(float);
-  if (batches < 2) { fprintf(stderr, "%s: %lld bytes, fewer than two batches of eight 256x256 float32 frames\n", argv[1], (long long)st.st_size); return 1; }
-  const float *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-  if (map == MAP_FAILED) { perror("mmap"); return 1; }
+  size_t frames;
+  int fd = open_frames(argv[1], BATCH, 2 * BATCH, &frames);
+  size_t batches = frames / BATCH, n = frames * FRAME * sizeof(float);
+  const float *map = map_frames(fd, frames, 1);
   static const int sides[] = {0, 1, 2, 4, 8};
   static const char *names[] = {"one stream, per-frame sums", "1 frame per pass", "2 frames per pass", "4 frames per pass", "8 frames per pass (udf_sum)"};
   enum { REPS = 7 };
