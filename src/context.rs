@@ -86,7 +86,8 @@ pub struct Context {
     masks: MaskRegistry,
     aux: AuxRegistry,
     specs: Arc<RwLock<BTreeMap<String, DatasetSpec>>>,
-    batch_bytes: usize,
+    /// Set by the user; by default each table's own (see [`TileTable::batch_bytes`]).
+    batch_bytes: Option<usize>,
     temp: Arc<AtomicUsize>,
     /// Whether queries run in this process (not on a cluster): only then are they planned directly
     /// (see [`Context::start`]).
@@ -141,15 +142,16 @@ impl Context {
             masks,
             aux,
             specs: Default::default(),
-            batch_bytes: crate::scan::DEFAULT_BATCH_BYTES,
+            batch_bytes: None,
             temp: Default::default(),
             local: true,
         })
     }
 
-    /// Sets the size of the frame stacks the scans produce (default 2 MiB).
+    /// Sets the size of the frame stacks the scans produce (by default 8 MiB where a dataset's frames
+    /// are mapped in place, 2 MiB where they are copied: see [`TileTable::batch_bytes`]).
     pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
-        self.batch_bytes = bytes;
+        self.batch_bytes = Some(bytes);
         self
     }
 
@@ -218,7 +220,11 @@ impl Context {
     /// Registers an opened dataset as table `name` (replacing a table of that name).
     pub fn register_dataset(&self, name: &str, ds: Arc<dyn Dataset>) -> Result<()> {
         let spec = ds.spec().clone();
-        let table = TileTable::new(name, ds).with_batch_bytes(self.batch_bytes);
+        let table = TileTable::new(name, ds);
+        let table = match self.batch_bytes {
+            Some(bytes) => table.with_batch_bytes(bytes),
+            None => table,
+        };
         self.ctx.deregister_table(name)?;
         self.ctx.register_table(name, Arc::new(table))?;
         self.specs.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), spec);

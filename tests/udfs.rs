@@ -546,3 +546,62 @@ async fn sum_of_16_bit_counts_beyond_u32_in_one_partition() {
     // the result has dtype result_type(uint16, float32): the exact sums, rounded once to float32
     assert_eq!(got, want.iter().map(|&w| w as f32 as f64).collect::<Vec<_>>());
 }
+
+/// Writes down, for every frame, how many frames its `process_tile` call got.
+#[derive(Clone, Debug, Default)]
+struct Depth;
+
+impl tessera::udf::Udf for Depth {
+    fn name(&self) -> &str {
+        "udf_depth"
+    }
+    fn buffers(&self, _meta: &tessera::udf::Meta) -> tessera::Result<tessera::udf::Buffers> {
+        Ok(tessera::udf::Buffers::new().nav("depth", tessera::dataset::DType::F64))
+    }
+    fn process_tile<T: tessera::dataset::Pixel>(
+        &mut self,
+        tile: &tessera::udf::Tile<'_, T>,
+        out: &mut tessera::udf::Views<'_>,
+    ) -> tessera::Result<()> {
+        out.nav("depth").fill(tile.n_frames() as f64);
+        Ok(())
+    }
+}
+
+/// Frames mapped in place are scanned in batches of `MAPPED_BATCH_BYTES`, copied ones (`io=pread`)
+/// in `DEFAULT_BATCH_BYTES`, and a size the user sets wins over both; whatever the batches, a UDF
+/// gets at most `STACK_BYTES` of frames per `process_tile` call.
+#[tokio::test]
+async fn batch_size_follows_the_read_path_and_tiles_stay_cache_sized() {
+    use tessera::scan::{DEFAULT_BATCH_BYTES, MAPPED_BATCH_BYTES};
+    use tessera::udf::STACK_BYTES;
+    let (frames, frame_bytes) = (200usize, 256 * 256 * 2);
+    let data: Vec<u16> = (0..frames * 256 * 256).map(|i| (i % 7) as u16).collect();
+    let (dir, _) = u16_scan(&data, "nav=10x20,sig=256x256", 1);
+    let path = dir.path().join("counts.raw");
+    for (io, set, batch) in [
+        ("", None, MAPPED_BATCH_BYTES),
+        (",io=mmap", None, MAPPED_BATCH_BYTES),
+        (",io=pread", None, DEFAULT_BATCH_BYTES),
+        ("", Some(3 * frame_bytes), 3 * frame_bytes),
+    ] {
+        let c = match set {
+            Some(bytes) => ctx(1).with_batch_bytes(bytes),
+            None => ctx(1),
+        };
+        c.session().register_udaf(tessera::udf::aggregate(Depth));
+        let spec = format!("{},format=raw,nav=10x20,sig=256x256,dtype=uint16{io}", path.display());
+        c.register_spec("scan", DatasetSpec::parse(&spec).unwrap()).unwrap();
+        let plan = c.sql("EXPLAIN SELECT udf_depth(tile) FROM scan").await.unwrap().collect().await.unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&plan).unwrap().to_string();
+        let want = format!("batch_frames={},", batch / frame_bytes);
+        assert!(text.contains(&want), "io '{io}', set {set:?}: expected {want} in\n{text}");
+
+        let b = c.sql("SELECT udf_depth(tile) FROM scan").await.unwrap().collect().await.unwrap();
+        let r = tessera::udf::Results::from_struct(b[0].column(0).as_struct(), 0).unwrap();
+        let depth = r.buffers["depth"].to_f64();
+        let most = depth.iter().fold(0f64, |a, &d| a.max(d)) as usize;
+        assert_eq!(most, (batch / frame_bytes).min(STACK_BYTES / frame_bytes), "io '{io}', set {set:?}");
+        assert!(depth.iter().all(|&d| d >= 1.0), "every frame processed");
+    }
+}

@@ -341,6 +341,14 @@ impl FrameFiles {
         self.files.iter().all(|f| f.mmap.is_some())
     }
 
+    /// Whether a run of frames within one file is read without a copy ([`Dataset::maps_frames`]):
+    /// mapped, and not shifted by a `sync_offset`.
+    ///
+    /// [`Dataset::maps_frames`]: crate::dataset::Dataset::maps_frames
+    pub(crate) fn maps_frames(&self) -> bool {
+        self.sync_offset == 0 && self.is_mapped()
+    }
+
     /// The file holding concatenated frame `g`, and `g`'s index in it.
     fn locate(&self, g: usize) -> (usize, usize) {
         let i = self.starts.partition_point(|&s| s <= g) - 1;

@@ -59,6 +59,13 @@ pub trait Dataset: Send + Sync + Debug {
     fn frame_alignment(&self) -> usize {
         1
     }
+    /// Whether [`Dataset::read`] of one run of frames lends the file's own pages (a memory map)
+    /// instead of copying them. The scan then reads longer batches: a copy is best read while it is
+    /// still in cache, a mapped batch has no copy to keep there (see
+    /// [`MAPPED_BATCH_BYTES`](crate::scan::MAPPED_BATCH_BYTES)).
+    fn maps_frames(&self) -> bool {
+        false
+    }
     /// The physical calibration the file records (scan step, pixel size, ...); empty by default.
     fn calibration(&self) -> Calibration {
         Calibration::default()

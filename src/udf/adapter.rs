@@ -5,7 +5,7 @@
 //! final step scatters nav values into the full grid and merges the rest with [`Udf::merge`].
 
 use super::buffers::{BufferDecl, Kind, Views};
-use super::{Args, Meta, Method, Tile, Udf};
+use super::{Args, Meta, Method, STACK_BYTES, Tile, Udf};
 use crate::dataset::{DType, Pixel};
 use crate::tensor::{named_tensor_field, one_tensor, tile_geometry};
 use crate::with_pixel_type;
@@ -568,6 +568,7 @@ impl<U: Udf> UdfAccumulator<U> {
         Ok(())
     }
 
+    /// Runs the UDF over a batch of tiles, `depth` frames per call (see [`Udf::tile_depth`]).
     fn process<T: Pixel>(&mut self, tiles: &dyn Array, aux: &[(String, ArrayRef)], r0: usize) -> Result<()> {
         let tiles = tiles.as_fixed_size_list();
         let Some(values) = tiles.values().as_primitive_opt::<T::Arrow>() else {
@@ -579,7 +580,7 @@ impl<U: Udf> UdfAccumulator<U> {
         let method = self.udf.method();
         let depth = match method {
             Method::Frame => 1,
-            Method::Tile => self.udf.tile_depth().unwrap_or(n).max(1),
+            Method::Tile => self.udf.tile_depth().unwrap_or(STACK_BYTES / (s * size_of::<T>()).max(1)).max(1),
             Method::Partition => n,
         };
         let UdfAccumulator { udf, decls, part, sig, meta, .. } = self;

@@ -615,6 +615,12 @@ fn sum_lanes<T: Pixel>(xs: &[T]) -> f64 {
     s
 }
 
+/// Bytes of frames a UDF gets per `process_tile` call unless it says otherwise
+/// ([`Udf::tile_depth`]): the stack fits the L2 cache while a kernel reads it more than once (a
+/// frame's minimum, then its logs), and kernels that read several frames side by side keep the
+/// same number of streams however long the scan's batches are.
+pub const STACK_BYTES: usize = 2 << 20;
+
 /// A user-defined function over the frames of a dataset, in LiberTEM's model.
 ///
 /// Implement `name`, `buffers`, the `process_*` method that [`Udf::method`] names, and `merge` where
@@ -679,7 +685,9 @@ pub trait Udf: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn tile_shape(&self, _meta: &Meta) -> Option<[usize; 2]> {
         None
     }
-    /// At most this many frames per `process_tile` call (`None`: the whole batch).
+    /// At most this many frames per `process_tile` call (`None`: as many as fill [`STACK_BYTES`], at
+    /// least one). The default keeps a stack in the L2 cache while a UDF reads it more than once,
+    /// and the access pattern of every kernel the same whatever the scan's batches.
     fn tile_depth(&self) -> Option<usize> {
         None
     }

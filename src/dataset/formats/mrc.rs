@@ -87,6 +87,9 @@ impl Dataset for MrcDataset {
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         self.file.read(runs, pool)
     }
+    fn maps_frames(&self) -> bool {
+        self.file.maps_frames()
+    }
     fn describe(&self) -> Vec<(String, String)> {
         let mut d = vec![("MRC mode".into(), self.mode.to_string())];
         if let Some(info) = &self.info {

@@ -149,6 +149,9 @@ impl Dataset for NpyDataset {
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         self.file.read(runs, pool)
     }
+    fn maps_frames(&self) -> bool {
+        self.file.maps_frames()
+    }
     fn describe(&self) -> Vec<(String, String)> {
         vec![
             ("npy version".into(), self.header.version.to_string()),

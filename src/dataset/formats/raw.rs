@@ -46,6 +46,9 @@ impl Dataset for RawDataset {
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         self.file.read(runs, pool)
     }
+    fn maps_frames(&self) -> bool {
+        self.file.maps_frames()
+    }
     fn describe(&self) -> Vec<(String, String)> {
         vec![
             ("stored dtype".into(), format!("{} ({:?} endian)", self.stored.0, self.stored.1)),

@@ -523,6 +523,9 @@ impl Dataset for Hdf5Dataset {
     fn calibration(&self) -> Calibration {
         self.calibration.clone()
     }
+    fn maps_frames(&self) -> bool {
+        self.direct.as_ref().is_some_and(FrameFiles::maps_frames)
+    }
     fn read(&self, runs: &[(usize, usize)], pool: &BufferPool) -> Result<Buffer> {
         if let Some(direct) = &self.direct {
             return direct.read(runs, pool);
