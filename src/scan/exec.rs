@@ -103,12 +103,17 @@ pub(crate) struct SharedWork {
     /// Frames per shared batch: the scan's, or fewer where that leaves fewer than
     /// [`SHARED_BATCHES_PER_PARTITION`] batches per partition.
     batch_frames: usize,
+    /// Frames per batch of the list's last batches (see [`split_tail`]).
+    tail_frames: usize,
     executions: Mutex<Vec<Execution>>,
 }
 
 /// Batches per partition that a shared list has at least, where the frames allow: enough that
 /// every partition has work, and that the partitions finish close together.
 const SHARED_BATCHES_PER_PARTITION: usize = 4;
+
+/// The last batches of a shared list (one per partition) are cut into this many shorter ones.
+const TAIL_SPLIT: usize = 4;
 
 #[derive(Debug)]
 struct Execution {
@@ -203,10 +208,12 @@ impl TileScanExec {
             let frames: usize = self.parts.iter().flatten().map(|r| r.1).sum();
             let mut batch_frames = self.batch_frames.min(frames.div_ceil(n * SHARED_BATCHES_PER_PARTITION).max(1));
             let align = align.max(1);
+            let mut tail_frames = (batch_frames / TAIL_SPLIT).max(1);
             if self.batch_frames.is_multiple_of(align) {
                 batch_frames = batch_frames.div_ceil(align) * align;
+                tail_frames = tail_frames.div_ceil(align) * align;
             }
-            self.shared = Some(Arc::new(SharedWork { batch_frames, executions: Mutex::default() }));
+            self.shared = Some(Arc::new(SharedWork { batch_frames, tail_frames, executions: Mutex::default() }));
         }
         self
     }
@@ -364,7 +371,8 @@ impl TileScanExec {
         let schema = self.schema();
         let batches = match &self.shared {
             Some(shared) => shared.batches(&context, part, self.parts.len(), || {
-                chunk_runs(&join_runs(self.parts.iter().flatten().copied()), shared.batch_frames)
+                let list = chunk_runs(&join_runs(self.parts.iter().flatten().copied()), shared.batch_frames);
+                split_tail(list, self.parts.len(), shared.tail_frames)
             }),
             None => {
                 let mut runs = self.parts.get(part).cloned().unwrap_or_default();
@@ -452,6 +460,26 @@ pub(super) fn chunk_runs(runs: &[(usize, usize)], batch_frames: usize) -> Vec<Ve
     }
     flush(&mut cur, &mut n);
     batches
+}
+
+/// Cuts each of the last `k` batches of `list` that read one run into batches of at most `frames`
+/// frames. Partitions that share a list take its last batches as they come free, so short last
+/// batches let them finish close together, while the long batches before amortise the engine's
+/// work per batch. (A quarter-ROI sum of a 1 GiB float32 file in 8 MiB batches, 16 per partition:
+/// one partition otherwise idles for half a batch on average, ~0.3 ms of a ~16 ms query.) A batch of
+/// several runs, a copy, stays whole.
+fn split_tail(mut list: Vec<Vec<(usize, usize)>>, k: usize, frames: usize) -> Vec<Vec<(usize, usize)>> {
+    let frames = frames.max(1);
+    let tail = list.split_off(list.len().saturating_sub(k));
+    for batch in tail {
+        match batch[..] {
+            [(start, count)] if count > frames => {
+                list.extend((start..start + count).step_by(frames).map(|s| vec![(s, frames.min(start + count - s))]))
+            }
+            _ => list.push(batch),
+        }
+    }
+    list
 }
 
 /// The scan's stream: reads one batch per poll and yields to the runtime between batches, so that a
@@ -566,8 +594,32 @@ mod tests {
     }
 
     #[test]
+    fn the_last_batches_of_one_run_are_cut_shorter() {
+        let list = vec![vec![(0, 8)], vec![(8, 8)], vec![(16, 8)], vec![(30, 1), (40, 1)], vec![(50, 7)]];
+        let cut = split_tail(list.clone(), 3, 3);
+        assert_eq!(
+            cut,
+            vec![
+                vec![(0, 8)],
+                vec![(8, 8)],
+                vec![(16, 3)],
+                vec![(19, 3)],
+                vec![(22, 2)],
+                vec![(30, 1), (40, 1)],
+                vec![(50, 3)],
+                vec![(53, 3)],
+                vec![(56, 1)]
+            ]
+        );
+        // the same frames in the same order
+        assert_eq!(join_runs(cut.concat().into_iter()), join_runs(list.concat().into_iter()));
+        assert_eq!(split_tail(list.clone(), 9, 8), list, "no batch longer than the pieces");
+        assert_eq!(split_tail(Vec::new(), 2, 1), Vec::<Vec<(usize, usize)>>::new());
+    }
+
+    #[test]
     fn partitions_of_one_execution_share_one_list() {
-        let work = SharedWork { batch_frames: 1, executions: Mutex::default() };
+        let work = SharedWork { batch_frames: 1, tail_frames: 1, executions: Mutex::default() };
         let list = || (0..5).map(|i| vec![(i, 1)]).collect::<Vec<_>>();
         let (a, b) = (Arc::new(TaskContext::default()), Arc::new(TaskContext::default()));
         // two executions, their partitions starting interleaved
