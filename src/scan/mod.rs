@@ -47,7 +47,7 @@ pub const DEFAULT_BATCH_BYTES: usize = 2 << 20;
 /// batch's sum. The UDFs still get the frames in cache-sized stacks (see
 /// [`Udf::tile_depth`](crate::udf::Udf::tile_depth)). Against 2 MiB batches, on a mapped 1 GiB
 /// float32 file: `udf_sum` 1.03-1.11x, `udf_sum_sig` 1.03x, six UDFs in one query 1.0-1.08x (on
-/// 16-bit frames 0.96-0.99x: the batch no longer waits in L2 for the next UDF); copied batches of
+/// 16-bit frames 0.91-0.99x: the batch no longer waits in L2 for the next UDF); copied batches of
 /// 8 MiB measured 0.86-0.91x.
 pub const MAPPED_BATCH_BYTES: usize = 8 << 20;
 
